@@ -1,0 +1,294 @@
+"""The recipe: one YAML file, validated by this pydantic schema, is the single source of configuration.
+
+Every default lives here and nowhere else. Command-line overrides (``optim.lr=3e-4``,
+``stages.0.mixture.web=0.6``) are applied to the raw YAML tree *before* validation, so they pass
+through exactly the same checks as the file. Validation failures become one ``SmollabError`` line
+naming the file, the dotted field and the fix. Token counts accept YAML-friendly strings
+(``6e12``, ``11T``, ``75B``) and stage boundaries may be relative (``+75e9``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from smollab.errors import SmollabError
+
+_SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+
+
+def _parse_count(value: Any) -> Any:
+    """``2_000_000``, ``2e6``, ``"2e6"`` and ``"2M"`` all mean two million; ``"+75e9"`` stays relative."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return value
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        if text.startswith("+"):
+            return text
+        match = re.fullmatch(r"([0-9.eE+-]+)\s*([KMBGT]?)", text)
+        if not match:
+            return value
+        number = float(match.group(1)) * _SUFFIX.get(match.group(2), 1)
+    else:
+        number = float(value)
+    return int(number) if math.isfinite(number) and number == int(number) else value
+
+
+TokenCount = Annotated[int, BeforeValidator(_parse_count)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Strict):
+    """A preset, optionally with field overrides, or real weights to continue from."""
+
+    preset: str | None = "tiny"
+    init_from: str | None = Field(None, description="HF dir | hub id | .gguf | run dir | smollm2-135m-instruct")
+    num_hidden_layers: int | None = None
+    hidden_size: int | None = None
+    num_attention_heads: int | None = None
+    num_key_value_heads: int | None = None
+    intermediate_size: int | None = None
+    max_position_embeddings: int | None = None
+    rope_theta: float | None = None
+    rms_norm_eps: float | None = None
+    initializer_range: float | None = None
+    tie_word_embeddings: bool | None = None
+
+
+class TokenizerTrainConfig(Strict):
+    vocab_size: int = Field(8192, ge=512)
+    sources: list[str] | None = Field(None, description="sources to train on (default: all)")
+    max_docs_per_source: int = 2000
+
+
+class TokenizerConfig(Strict):
+    """``source``: ``smollm2`` (bundled), an HF directory or a hub id; or ``train`` a BPE per run."""
+
+    source: str = "smollm2"
+    train: TokenizerTrainConfig | None = None
+
+
+class SourceConfig(Strict):
+    """Where one source's documents are; exactly one of ``hf``, ``files``, ``bundled``."""
+
+    hf: str | None = Field(None, description="HF dataset id, streamed with `datasets`")
+    hf_config: str | None = None
+    split: str = "train"
+    files: list[str] | None = Field(None, description="local globs: .jsonl, .jsonl.gz, .parquet")
+    bundled: str | None = Field(None, description="name of a sample in smollab/assets/pretrain")
+    text: str = "text"
+    template: str | None = Field(None, description="format string over record fields, e.g. '{question}\\n{answer}'")
+    limit: int | None = Field(None, description="read at most this many documents")
+    max_epochs: float = Field(4.0, gt=0, description="warn when the sampler repeats the source more")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> SourceConfig:
+        given = [k for k in ("hf", "files", "bundled") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of hf, files, bundled (got {given or 'none'})")
+        return self
+
+
+class DataConfig(Strict):
+    sources: dict[str, SourceConfig]
+    eos: str = Field("<|endoftext|>", description="token written between documents")
+    shards_dir: str | None = Field(None, description="default: <out>/shards")
+
+
+class StageConfig(Strict):
+    name: str
+    until_tokens: Annotated[int | str, BeforeValidator(_parse_count)]
+    mixture: dict[str, float]
+    seq_len: int | None = Field(None, description="default: batch.seq_len")
+    rope_theta: float | None = Field(None, description="change RoPE θ from this stage on")
+
+
+class OptimConfig(Strict):
+    lr: float = Field(3e-3, gt=0)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    clip: float | None = Field(1.0, description="global grad-norm clip; null disables")
+
+
+class DecayConfig(Strict):
+    fraction: float = Field(0.2, ge=0, le=1, description="share of total tokens spent decaying")
+    shape: Literal["linear", "1-sqrt", "cosine"] = "linear"
+    to: float = Field(0.0, ge=0, description="final learning rate")
+
+
+class ScheduleConfig(Strict):
+    warmup_steps: int = Field(2000, ge=0)
+    decay: DecayConfig = DecayConfig()
+
+
+class BatchConfig(Strict):
+    seq_len: int = Field(2048, ge=8)
+    tokens_per_step: TokenCount = 1_048_576
+    micro_batch: int = Field(8, ge=1)
+
+
+class CheckpointConfig(Strict):
+    every_tokens: TokenCount | None = Field(None, description="default: at the end of each stage")
+    keep: int = Field(3, ge=1)
+
+
+class EvalConfig(Strict):
+    tasks: list[str] = []
+    limit: int | None = 100
+    batch_size: int = 8
+
+
+class TrainConfig(Strict):
+    seed: int = 8
+    precision: Literal["bf16", "fp32"] = "bf16"
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    log_every: int = Field(1, ge=1)
+
+
+class Recipe(Strict):
+    name: str
+    out: str | None = Field(None, description="run directory; default runs/<name>")
+    model: ModelConfig = ModelConfig()
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    data: DataConfig
+    stages: list[StageConfig] = Field(min_length=1)
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    batch: BatchConfig = BatchConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    eval: EvalConfig = EvalConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _check_stages(self) -> Recipe:
+        previous = 0
+        for i, stage in enumerate(self.stages):
+            boundary = stage.until_tokens
+            if isinstance(boundary, str):
+                relative = _parse_count(boundary[1:])
+                if not isinstance(relative, int):
+                    raise ValueError(f"stages.{i}.until_tokens: cannot read '{boundary}'; write e.g. 6e12 or +75e9")
+                boundary = stage.until_tokens = previous + relative
+            if boundary <= previous:
+                raise ValueError(
+                    f"stages.{i}.until_tokens: {boundary:,} is not above the previous boundary {previous:,}; "
+                    "stage boundaries are absolute token counts and must increase"
+                )
+            previous = boundary
+            _check_mixture(f"stages.{i}.mixture", stage.mixture, self.data.sources)
+            seq_len = stage.seq_len or self.batch.seq_len
+            per_micro = seq_len * self.batch.micro_batch
+            if self.batch.tokens_per_step % per_micro:
+                raise ValueError(
+                    f"batch.tokens_per_step: {self.batch.tokens_per_step:,} is not divisible by seq_len × micro_batch "
+                    f"= {seq_len} × {self.batch.micro_batch}; pick a multiple of {per_micro:,}"
+                )
+        return self
+
+    @property
+    def total_tokens(self) -> int:
+        return self.stages[-1].until_tokens
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out or f"runs/{self.name}")
+
+    @property
+    def shards_dir(self) -> Path:
+        return Path(self.data.shards_dir) if self.data.shards_dir else self.out_dir / "shards"
+
+
+def _check_mixture(where: str, mixture: dict[str, float], sources: dict[str, SourceConfig]) -> None:
+    for name, share in mixture.items():
+        if name not in sources:
+            raise ValueError(f"{where}: unknown source '{name}'; define it under data.sources or fix the name ({', '.join(sources)})")
+        if share < 0:
+            raise ValueError(f"{where}.{name}: share {share} is negative; shares are token fractions in [0, 1]")
+    total = sum(mixture.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ValueError(f"{where}: shares sum to {total:g}, not 1; scale them so they add up to 1")
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.0.c=value`` overrides to a raw YAML tree (values parsed as YAML scalars)."""
+    for item in overrides:
+        if "=" not in item:
+            raise SmollabError(f"override '{item}' has no '='; write it as key.path=value, e.g. optim.lr=3e-4")
+        path, raw = item.split("=", 1)
+        keys = path.split(".")
+        node: Any = tree
+        for depth, key in enumerate(keys[:-1]):
+            node = _child(node, key, ".".join(keys[: depth + 1]), create=True)
+        last = keys[-1]
+        value = yaml.safe_load(raw)
+        if isinstance(node, list):
+            node[_index(node, last, path)] = value
+        else:
+            node[last] = value
+    return tree
+
+
+def _index(node: list, key: str, path: str) -> int:
+    if not key.isdigit() or int(key) >= len(node):
+        raise SmollabError(f"override '{path}': '{key}' is not an index of a list of {len(node)}; use 0..{len(node) - 1}")
+    return int(key)
+
+
+def _child(node: Any, key: str, path: str, create: bool) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, key, path)]
+    if not isinstance(node, dict):
+        raise SmollabError(f"override '{path}': the parent is a value, not a section; check the dotted path")
+    if key not in node or node[key] is None:
+        node[key] = {}
+    return node[key]
+
+
+def _format_error(source: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field; check its spelling against the recipe reference (docs/recipe.md)"
+    elif first["type"] == "missing":
+        message = "required field is missing; add it"
+    # Cross-field checks carry their own dotted location in the message.
+    return f"{source}: {message}" if not loc or re.match(r"[a-z_]+\.\S+:", message) else f"{source}: {loc}: {message}"
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe; any problem is one ``SmollabError`` line."""
+    path = Path(path)
+    if not path.exists():
+        raise SmollabError(f"recipe {path} does not exist; pass the path of a YAML recipe (see recipes/)")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise SmollabError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
+    if not isinstance(tree, dict):
+        raise SmollabError(f"{path}: a recipe is a YAML mapping with name, data, stages; found {type(tree).__name__}")
+    apply_overrides(tree, overrides or [])
+    return validate_tree(tree, str(path))
+
+
+def validate_tree(tree: dict, source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(tree)
+    except ValidationError as err:
+        raise SmollabError(_format_error(source, err)) from None
+
+
+def dump_recipe(recipe: Recipe, path: Path) -> None:
+    path.write_text(yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
