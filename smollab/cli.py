@@ -20,6 +20,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+# Tables go to stdout; when piped, rich would wrap at 80 columns, which mangles wide stage tables.
+stdout = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def main() -> None:
@@ -28,3 +30,63 @@ def main() -> None:
     except SmollabError as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+@app.command(epilog="Example: smollab presets")
+def presets() -> None:
+    """Model presets with their exact parameter counts (instantiated on the meta device)."""
+    from rich.table import Table
+
+    from smollab.presets import PRESETS, count_parameters, describe, preset_config
+
+    table = Table(title="smollab model presets (parameters counted from the instantiated LlamaForCausalLM)")
+    for column in ("preset", "layers", "hidden", "heads/kv", "SwiGLU", "vocab", "parameters", "what for"):
+        table.add_column(column, justify="left" if column in ("preset", "what for") else "right",
+                         no_wrap=column != "what for")
+    for name in PRESETS:
+        c = preset_config(name)
+        table.add_row(name, str(c.num_hidden_layers), str(c.hidden_size), f"{c.num_attention_heads}/{c.num_key_value_heads}",
+                      str(c.intermediate_size), f"{c.vocab_size:,}", f"{count_parameters(c):,}", describe(name))
+    stdout.print(table)
+
+
+@app.command(epilog="Example: smollab train recipes/demo.yaml --out runs/demo optim.lr=1e-3 | "
+             "torchrun --nproc_per_node 8 -m smollab train recipes/smollm2-135m.yaml --resume")
+def train(
+    recipe: str = typer.Argument(..., help="recipe YAML"),
+    overrides: list[str] = typer.Argument(None, help="dotted overrides, e.g. optim.lr=3e-4 stages.0.mixture.web=0.6"),
+    out: str = typer.Option(None, help="run directory (default: the recipe's out, or runs/<name>)"),
+    resume: bool = typer.Option(False, help="continue from the newest complete checkpoint"),
+    dry_run: bool = typer.Option(False, help="validate and print the stage table; touch no data"),
+) -> None:
+    """Pretrain a recipe: staged mixtures, WSD, checkpoints + HF export (FSDP2 under torchrun)."""
+    from smollab.recipe import load_recipe
+    from smollab.train.plan import stage_table
+
+    extra = [f"out={out}"] if out else []
+    loaded = load_recipe(recipe, (overrides or []) + extra)
+    if dry_run:
+        stdout.print(stage_table(loaded))
+        return
+    from smollab.train.loop import train as run_training
+
+    result = run_training(loaded, resume=resume)
+    if result.hf_dir:
+        console.print(f"final loss {result.final_loss:.4f}; HF model at {result.hf_dir}")
+
+
+tokenizer_app = typer.Typer(help="Train a byte-level BPE or inspect a tokenizer.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+def _register() -> None:
+    """Verbs whose functions live in their own modules (the module owns the work and the help text)."""
+    from smollab.data.tokenize import tokenize
+    from smollab.tokenizer import show, train as train_tokenizer
+
+    tokenizer_app.command("train")(train_tokenizer)
+    tokenizer_app.command("show")(show)
+    app.command("tokenize")(tokenize)
+
+
+_register()

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from smollab.curate.config import CurateConfig
 from smollab.errors import SmollabError
 
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
@@ -66,7 +67,7 @@ class ModelConfig(Strict):
 class TokenizerTrainConfig(Strict):
     vocab_size: int = Field(8192, ge=512)
     sources: list[str] | None = Field(None, description="sources to train on (default: all)")
-    max_docs_per_source: int = 2000
+    max_docs_per_source: int = Field(2000, ge=1)
 
 
 class TokenizerConfig(Strict):
@@ -86,7 +87,7 @@ class SourceConfig(Strict):
     bundled: str | None = Field(None, description="name of a sample in smollab/assets/pretrain")
     text: str = "text"
     template: str | None = Field(None, description="format string over record fields, e.g. '{question}\\n{answer}'")
-    limit: int | None = Field(None, description="read at most this many documents")
+    limit: int | None = Field(None, ge=1, description="read at most this many documents")
     max_epochs: float = Field(4.0, gt=0, description="warn when the sampler repeats the source more")
 
     @model_validator(mode="after")
@@ -168,6 +169,7 @@ class Recipe(Strict):
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: EvalConfig = EvalConfig()
     train: TrainConfig = TrainConfig()
+    curate: CurateConfig | None = None
 
     @model_validator(mode="after")
     def _check_stages(self) -> Recipe:

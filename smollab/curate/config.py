@@ -1,0 +1,186 @@
+"""The ``curate:`` section of a recipe: every curation default lives here, documented field by field.
+
+The section mirrors the pipeline's steps (read → filters → dedup → decontam → annotate → classifier
+→ score), each optional: a step set to ``null`` is skipped. Heuristic-filter options are passed
+verbatim to datatrove's filter constructors, so any knob datatrove has is reachable without
+smollab re-declaring it; the cost is that a misspelt option is caught when the pipeline is built,
+not at schema validation (the error still names the field). ``CurateRecipe`` validates a
+curate-only YAML (``name`` + ``curate``) so users need not invent ``data``/``stages`` to curate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InputConfig(Strict):
+    """One named input corpus; exactly one of ``files``, ``bundled``, ``hf``."""
+
+    format: Literal["jsonl", "parquet", "hf", "html"] = Field(
+        "jsonl", description="jsonl/parquet/hf: text records; html: raw pages, text extracted with trafilatura"
+    )
+    files: list[str] | None = Field(None, description="local globs, e.g. data/*.jsonl.gz (one datatrove reader per glob)")
+    bundled: str | None = Field(None, description="a bundled sample: name of a file in smollab/assets/{pretrain,curate}")
+    hf: str | None = Field(None, description="HF dataset id, read with datatrove's HuggingFaceDatasetReader")
+    hf_config: str | None = None
+    split: str = "train"
+    text: str | None = Field(None, description="record field holding the text (default: 'text', or 'html' for format html)")
+    template: str | None = Field(None, description="format string over record fields instead of `text`, e.g. '{question}\\n{answer}'")
+    id: str = Field("id", description="record field holding a document id (default: position in the file)")
+    limit: int | None = Field(None, gt=0, description="read at most this many documents per task")
+    filters: bool = Field(True, description="apply the heuristic web filters (turn off for code: they judge prose)")
+
+    @model_validator(mode="after")
+    def _one_location(self) -> InputConfig:
+        given = [k for k in ("files", "bundled", "hf") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of files, bundled, hf (got {given or 'none'})")
+        if (self.format == "hf") != bool(self.hf):
+            raise ValueError("format 'hf' goes with an `hf:` dataset id and only with it")
+        return self
+
+
+class FiltersConfig(Strict):
+    """datatrove's heuristic filters, in FineWeb's order; a mapping is passed as constructor kwargs, null disables."""
+
+    gopher_repetition: dict[str, Any] | None = Field(default_factory=dict, description="GopherRepetitionFilter kwargs")
+    gopher_quality: dict[str, Any] | None = Field(default_factory=dict, description="GopherQualityFilter kwargs")
+    c4: dict[str, Any] | None = Field(
+        default_factory=lambda: {"filter_no_terminal_punct": False},
+        description="C4QualityFilter kwargs (FineWeb keeps lines without terminal punctuation)",
+    )
+    fineweb_quality: dict[str, Any] | None = Field(default_factory=dict, description="FineWebQualityFilter kwargs")
+
+
+class DedupConfig(Strict):
+    """datatrove's multi-stage MinHash (signatures → LSH buckets → clusters → filter)."""
+
+    n_grams: int = Field(5, ge=1, description="word shingle size")
+    num_buckets: int = Field(14, ge=1, description="LSH bands")
+    hashes_per_bucket: int = Field(8, ge=1, description="rows per band; (1/buckets)^(1/hashes) ≈ similarity cut-off")
+    seed: int = 1
+
+
+class DecontamConfig(Strict):
+    """Drop documents sharing an n-gram of words with any eval question or gold answer."""
+
+    n_gram: int = Field(13, ge=4, description="n-gram length in lower-cased \\w+ words (SmolLM2/FineMath: 13)")
+    tasks: list[str] | None = Field(None, description="eval tasks to index (default: every vendored task)")
+
+
+class HttpConfig(Strict):
+    """An OpenAI-compatible chat-completions server (vLLM, TGI, SGLang)."""
+
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="server root; /chat/completions is appended")
+    model: str = Field("default", description="model name the server expects")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key, if any")
+    concurrency: int = Field(16, ge=1, description="requests in flight")
+    max_retries: int = Field(5, ge=0, description="retries on connection errors, 429 and 5xx")
+    backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles on each retry")
+    timeout_s: float = Field(120.0, gt=0)
+    max_tokens: int = Field(512, ge=1)
+    temperature: float = 0.0
+
+
+class AnnotateConfig(Strict):
+    """LLM-judge annotation of a document sample with one rubric."""
+
+    rubric: Literal["edu", "math", "math_recall", "code"] = Field(
+        "edu", description="edu: FineWeb-Edu 0-5; math: FineMath 0-5; math_recall: FineMath 0-3; code: Stack-Edu 0-5"
+    )
+    language: str = Field("Python", description="programming language named in the code rubric")
+    sample: int = Field(100, ge=1, description="documents to annotate (per task), chosen by a seeded hash of their id")
+    seed: int = 0
+    max_doc_chars: int = Field(2000, ge=100, description="documents are truncated to this many characters in the prompt")
+    backend: Literal["local", "http"] = "local"
+    model: str = Field("smollm2-135m-instruct", description="local backend: anything smollab.pretrained.load accepts")
+    mode: Literal["logits", "generate"] = Field(
+        "logits",
+        description="local backend: logits = read the score digit's distribution after the final-line prefix "
+        "(one forward pass, always parseable); generate = greedy justification + final line, parsed",
+    )
+    max_new_tokens: int = Field(160, ge=1, description="local backend, generate mode")
+    batch_size: int = Field(4, ge=1, description="local backend: documents per forward pass")
+    http: HttpConfig = HttpConfig()
+
+
+class ClassifierConfig(Strict):
+    """Frozen sentence-transformers embedder + linear regression head (the FineWeb-Edu recipe)."""
+
+    pretrained: str | None = Field(None, description="directory of an already trained smollab classifier; skips annotate + training")
+    embedder: str = Field(
+        "all-MiniLM-L6-v2",
+        description="all-MiniLM-L6-v2 (bundled, offline) or a hub id: Snowflake/snowflake-arctic-embed-m, intfloat/e5-small-v2",
+    )
+    prefix: str = Field("", description="text prepended before embedding (e5 models expect 'query: ')")
+    max_length: int = Field(256, ge=16, description="embedder truncation in tokens (FineWeb-Edu: 512)")
+    epochs: int = Field(200, ge=1, description="head training epochs (small samples need many)")
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    batch_size: int = Field(256, ge=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="held out, stratified by int score")
+    seed: int = 0
+
+
+class ScoreConfig(Strict):
+    threshold: int = Field(3, ge=0, description="keep documents with int_score ≥ threshold (FineWeb-Edu: 3)")
+    batch_size: int = Field(64, ge=1, description="documents embedded per batch")
+
+
+class SlurmConfig(Strict):
+    partition: str = "cpu"
+    time: str = "24:00:00"
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+    venv_path: str | None = Field(None, description="activate this venv in the job script")
+    sbatch_args: dict[str, str] = {}
+
+
+class RayConfig(Strict):
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: float = 2
+
+
+class ExecutorConfig(Strict):
+    """Where the datatrove stages run; never change ``tasks`` between a run and its resume."""
+
+    kind: Literal["local", "slurm", "ray"] = "local"
+    tasks: int = Field(2, ge=1, description="shards of the read/filter/score stages")
+    workers: int = Field(2, ge=1, description="local: tasks run at once (1 = in this process)")
+    slurm: SlurmConfig = SlurmConfig()
+    ray: RayConfig = RayConfig()
+
+
+class CurateConfig(Strict):
+    """A curation pipeline: read → filters → dedup → decontam → annotate → classifier → score."""
+
+    inputs: dict[str, InputConfig] = Field(min_length=1, description="name → corpus; the name is kept as metadata.source")
+    filters: FiltersConfig | None = FiltersConfig()
+    dedup: DedupConfig | None = DedupConfig()
+    decontam: DecontamConfig | None = DecontamConfig()
+    annotate: AnnotateConfig | None = AnnotateConfig()
+    classifier: ClassifierConfig | None = ClassifierConfig()
+    score: ScoreConfig | None = ScoreConfig()
+    executor: ExecutorConfig = ExecutorConfig()
+    out: str | None = Field(None, description="output directory (default: runs/<name>/curate; --out wins)")
+
+    @model_validator(mode="after")
+    def _steps_fit(self) -> CurateConfig:
+        if self.score is not None and self.classifier is None:
+            raise ValueError("curate.score needs curate.classifier; add one or set score: null")
+        if self.classifier is not None and self.classifier.pretrained is None and self.annotate is None:
+            raise ValueError("curate.classifier trains on annotations: enable curate.annotate or give classifier.pretrained")
+        return self
+
+
+class CurateRecipe(Strict):
+    """A curate-only recipe: just a name and the ``curate:`` section."""
+
+    name: str
+    curate: CurateConfig

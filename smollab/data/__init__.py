@@ -1,0 +1,1 @@
+"""Documents → token shards: ``sources`` (datatrove readers), ``tokenize`` (the datatrove pipeline), ``shards`` (memory-mapped reading)."""

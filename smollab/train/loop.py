@@ -1,0 +1,306 @@
+"""The pretraining loop: staged mixtures, WSD, grad accumulation, bf16, FSDP2, atomic checkpoints.
+
+One loop for a 2-core CPU and for ``torchrun`` on many GPUs. A step is ``tokens_per_step`` tokens
+split into micro-batches over ranks; the loss of a step is the mean over all its tokens whatever
+the rank count, so the optimisation is the same under any data-parallel degree. Everything a step
+needs (stage, LR, samples) is a pure function of the step number, which keeps resume down to
+"load weights + optimizer, continue at step k". Side work (export, evaluation) happens only after
+a checkpoint is published, so a crash during it never costs training state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.tensorboard import SummaryWriter
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from smollab import pretrained
+from smollab.data.mixture import MixtureSampler, StagePlan
+from smollab.data.shards import load_streams
+from smollab.errors import SmollabError
+from smollab.presets import build_config, count_parameters
+from smollab.recipe import Recipe, dump_recipe
+from smollab.tokenizer import tokenizer_for_recipe
+from smollab.train import checkpoint
+from smollab.train.parallel import (
+    Runtime,
+    all_reduce_sum,
+    barrier,
+    compile_blocks,
+    flops_per_token,
+    init_runtime,
+    peak_flops,
+    shard,
+)
+from smollab.train.schedule import WSD
+
+console = Console(stderr=True)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    steps: int
+    final_loss: float
+    loss_per_source: dict[str, float]
+    hf_dir: Path | None
+
+
+def model_config(recipe: Recipe, vocab_size: int):
+    """The architecture to train: the preset (+ overrides), or the config of ``init_from``."""
+    if recipe.model.init_from:
+        return AutoConfig.from_pretrained(pretrained.resolve(recipe.model.init_from))
+    return build_config(recipe.model, vocab_size)
+
+
+def check_geometry(recipe: Recipe, config, vocab_size: int, world: int) -> None:
+    """Recipe checks that need the model or the rank count, with the same one-line errors."""
+    for i, stage in enumerate(recipe.stages):
+        seq_len = stage.seq_len or recipe.batch.seq_len
+        if seq_len > config.max_position_embeddings:
+            field = f"stages.{i}.seq_len" if stage.seq_len else "batch.seq_len"
+            raise SmollabError(
+                f"{field}: {seq_len} exceeds the model's {config.max_position_embeddings} positions; "
+                "lower it or raise model.max_position_embeddings"
+            )
+        per_step = seq_len * recipe.batch.micro_batch * world
+        if recipe.batch.tokens_per_step % per_step:
+            raise SmollabError(
+                f"batch.tokens_per_step: {recipe.batch.tokens_per_step:,} is not divisible by seq_len × micro_batch × ranks "
+                f"= {seq_len} × {recipe.batch.micro_batch} × {world}; pick a multiple of {per_step:,}"
+            )
+    if vocab_size > config.vocab_size:
+        raise SmollabError(
+            f"tokenizer: {vocab_size} tokens do not fit the model's vocab_size {config.vocab_size}; "
+            "use a matching tokenizer or preset"
+        )
+
+
+def build_model(recipe: Recipe, config) -> torch.nn.Module:
+    if recipe.model.init_from:
+        model = AutoModelForCausalLM.from_pretrained(
+            pretrained.resolve(recipe.model.init_from), dtype=torch.float32, attn_implementation="sdpa"
+        )
+    else:
+        torch.manual_seed(recipe.train.seed)
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
+    model.config.use_cache = False
+    return model
+
+
+def set_rope_theta(model, theta: float) -> None:
+    """Context extension: a new RoPE base (SmolLM2 used θ 10k → 130k for 2k → 8k)."""
+    model.config.rope_parameters = {**model.config.rope_parameters, "rope_theta": float(theta)}
+    rotary = model.model.rotary_emb
+    model.model.rotary_emb = type(rotary)(config=model.config, device=rotary.inv_freq.device)
+
+
+def make_optimizer(model, recipe: Recipe, runtime: Runtime) -> torch.optim.Optimizer:
+    optim = recipe.optim
+    return torch.optim.AdamW(
+        model.parameters(), lr=optim.lr, betas=optim.betas, eps=optim.eps, weight_decay=optim.weight_decay,
+        fused=runtime.device.type in ("cuda", "cpu"),
+    )
+
+
+class RunLog:
+    """``log.jsonl`` (one line per step) plus tensorboard; written by the main rank only."""
+
+    def __init__(self, out_dir: Path, runtime: Runtime, resume_step: int):
+        self.enabled = runtime.is_main
+        self.path = out_dir / "log.jsonl"
+        if not self.enabled:
+            return
+        if self.path.exists():  # lines past the resume point are redone: drop them
+            kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] < resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        self.file = self.path.open("a")
+        self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
+
+    def write(self, record: dict) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        for key, value in record.items():
+            if isinstance(value, (int, float)) and key != "step":
+                self.tensorboard.add_scalar(key, value, record["step"])
+        for source, value in record["loss_per_source"].items():
+            self.tensorboard.add_scalar(f"loss/{source}", value, record["step"])
+
+    def close(self) -> None:
+        if self.enabled:
+            self.file.close()
+            self.tensorboard.close()
+
+
+def _checkpoint_steps(recipe: Recipe, sampler: MixtureSampler) -> set[int]:
+    """Steps after which to checkpoint: every N tokens, each stage end, and the last step."""
+    steps = {plan.end_step for plan in sampler.stages}
+    every = recipe.checkpoint.every_tokens
+    if every:
+        steps |= {s for s in range(1, sampler.total_steps + 1) if (s * recipe.batch.tokens_per_step) // every
+                  > ((s - 1) * recipe.batch.tokens_per_step) // every}
+    return steps
+
+
+def train(recipe: Recipe, resume: bool = False) -> TrainResult:
+    runtime = init_runtime(recipe.train.device)
+    out_dir = recipe.out_dir
+    ckpt_root = out_dir / "checkpoints"
+    if runtime.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, out_dir / "recipe.resolved.yaml")
+        checkpoint.remove_partial(ckpt_root)
+
+    if runtime.is_main:  # a per-run BPE is trained once, by one process
+        tokenizer_for_recipe(recipe)
+    barrier(runtime)
+    tokenizer = tokenizer_for_recipe(recipe).tokenizer
+    sources = sorted({name for stage in recipe.stages for name in stage.mixture})
+    sampler = MixtureSampler(recipe, load_streams(recipe.shards_dir, sources))
+    for source, epochs in sampler.planned_epochs().items():
+        if epochs > recipe.data.sources[source].max_epochs and runtime.is_main:
+            console.print(f"[yellow]warning:[/] source '{source}' will be repeated {epochs:.1f} epochs, more than "
+                          f"data.sources.{source}.max_epochs = {recipe.data.sources[source].max_epochs:g}")
+
+    config = model_config(recipe, len(tokenizer))
+    check_geometry(recipe, config, len(tokenizer), runtime.world)
+    model = build_model(recipe, config).to(runtime.device)
+    model.train()
+    shard(model, runtime)
+    if recipe.train.compile:
+        compile_blocks(model)
+    optimizer = make_optimizer(model, recipe, runtime)
+
+    start_step = 0
+    if resume:
+        published = checkpoint.list_checkpoints(ckpt_root)
+        if not published:
+            raise SmollabError(f"--resume: no complete checkpoint under {ckpt_root}; start without --resume")
+        start_step = checkpoint.load(published[-1], model, optimizer)["step"]
+        if runtime.is_main:
+            console.print(f"resumed from {published[-1]} at step {start_step}")
+
+    schedule = WSD(recipe.schedule, recipe.optim.lr, sampler.total_steps)
+    log = RunLog(out_dir, runtime, start_step)
+    precision = torch.bfloat16 if recipe.train.precision == "bf16" else torch.float32
+    autocast = (torch.autocast(runtime.device.type, dtype=torch.bfloat16) if precision == torch.bfloat16
+                else contextlib.nullcontext())
+    peak = peak_flops(runtime.device, precision) * runtime.world
+    checkpoint_steps = _checkpoint_steps(recipe, sampler)
+    n_params = count_parameters(config)
+    current_stage: StagePlan | None = None
+    last = {"loss": float("nan"), "loss_per_source": {}}
+    hf_dir = None
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
+                        console=console, disable=not runtime.is_main)
+    with progress:
+        bar = progress.add_task("train", total=sampler.total_steps, completed=start_step, loss=float("nan"))
+        for step in range(start_step, sampler.total_steps):
+            stage = sampler.stage_of_step(step)
+            if stage is not current_stage:
+                theta = next((p.rope_theta for p in reversed(sampler.stages[: stage.index + 1]) if p.rope_theta), None)
+                if theta and theta != model.config.rope_parameters["rope_theta"]:
+                    set_rope_theta(model, theta)
+                current_stage = stage
+                progress.update(bar, description=f"train [{stage.name}]")
+            started = time.perf_counter()
+            lr = schedule.lr(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            stats = _train_step(model, sampler, step, stage, recipe, runtime, autocast)
+            grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.clip)
+                         if recipe.optim.clip else _grad_norm(model))
+            grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if runtime.device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - started
+            tokens_done = (step + 1) * recipe.batch.tokens_per_step
+            tok_s = recipe.batch.tokens_per_step / elapsed
+            flops = flops_per_token(model.config, stage.seq_len) * tok_s
+            last = {"loss": stats["loss"], "loss_per_source": stats["loss_per_source"]}
+            if step % recipe.train.log_every == 0 or step + 1 == sampler.total_steps:
+                log.write({
+                    "step": step, "stage": stage.name, "tokens": tokens_done, **last, "lr": lr,
+                    "lr_phase": schedule.phase(step), "grad_norm": float(grad_norm), "tok_s": tok_s,
+                    "flops_s": flops, "mfu": flops / peak if peak else None, "data_crc": stats["data_crc"],
+                    "params": n_params,
+                })
+            progress.update(bar, advance=1, loss=stats["loss"])
+            if step + 1 in checkpoint_steps:
+                hf_dir = _checkpoint_and_export(step + 1, model, optimizer, tokenizer, sampler, recipe, runtime, ckpt_root)
+    log.close()
+    return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
+
+
+def _grad_norm(model) -> torch.Tensor:
+    return torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+
+
+def _train_step(model, sampler: MixtureSampler, step: int, stage: StagePlan, recipe: Recipe, runtime: Runtime,
+                autocast) -> dict:
+    """Forward/backward over this rank's micro-batches of the step; returns global loss statistics."""
+    micro = recipe.batch.micro_batch
+    samples = sampler.step_samples(step)
+    per_pass = micro * runtime.world
+    accum = len(samples) // per_pass
+    step_tokens = len(samples) * stage.seq_len
+    source_index = {name: i for i, name in enumerate(stage.sources)}
+    # [loss sum, token count] per source, plus the data fingerprint; reduced over ranks once per step
+    totals = torch.zeros(len(stage.sources) * 2 + 1, dtype=torch.float64)
+    for a in range(accum):
+        mine = samples[a * per_pass + runtime.rank * micro: a * per_pass + (runtime.rank + 1) * micro]
+        arrays = [sampler.tokens(s) for s in mine]
+        batch = torch.from_numpy(np.stack(arrays)).to(runtime.device, non_blocking=True)
+        inputs, labels = batch[:, :-1], batch[:, 1:]
+        if runtime.distributed:
+            model.set_requires_gradient_sync(a == accum - 1)
+        with autocast:
+            logits = model(input_ids=inputs).logits
+        token_loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none")
+        # Each rank's share of the global mean; FSDP averages gradients over ranks, hence × world.
+        (token_loss.sum() * (runtime.world / step_tokens)).backward()
+        sample_loss = token_loss.detach().view(len(mine), -1).sum(dim=1).double().cpu()
+        for sample, loss, array in zip(mine, sample_loss, arrays):
+            i = source_index[sample.source]
+            totals[2 * i] += loss
+            totals[2 * i + 1] += stage.seq_len
+            totals[-1] += zlib.crc32(array.tobytes())
+    all_reduce_sum(totals, runtime)
+    sums, counts = totals[:-1:2], totals[1:-1:2]
+    return {
+        "loss": float(sums.sum() / counts.sum()),
+        "loss_per_source": {name: float(sums[i] / counts[i]) for name, i in source_index.items() if counts[i] > 0},
+        "data_crc": int(totals[-1]) % (1 << 32),
+    }
+
+
+def _checkpoint_and_export(next_step: int, model, optimizer, tokenizer, sampler: MixtureSampler, recipe: Recipe,
+                           runtime: Runtime, ckpt_root: Path) -> Path | None:
+    stage = sampler.stage_of_step(next_step - 1)
+    meta = {"tokens": next_step * recipe.batch.tokens_per_step, "stage": stage.name, "world": runtime.world,
+            "consumed": sampler.consumed(next_step)}
+    checkpoint.save(ckpt_root, next_step, model, optimizer, meta, recipe.checkpoint.keep, runtime)
+    hf_dir = checkpoint.export_hf(model, tokenizer, recipe.out_dir / "hf" / f"step-{next_step}", runtime)
+    if runtime.is_main:
+        exports = sorted((recipe.out_dir / "hf").glob("step-*"), key=lambda p: int(p.name[5:]))
+        for old in exports[: -recipe.checkpoint.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return hf_dir

@@ -1,0 +1,140 @@
+"""How the model is placed on hardware: process group, FSDP2, compile, and the FLOP ceiling for MFU.
+
+The model stays a stock ``LlamaForCausalLM``; everything about parallelism is applied here from the
+outside (torchtitan's split). Under ``torchrun`` each decoder block is ``fully_shard``-ed, then the
+root (which owns the tied embedding / LM head), with NCCL on GPUs and gloo on CPUs; a single process
+runs the same loop without a process group. MFU divides by a per-device peak: a table of dense bf16
+figures for datacenter GPUs, and on CPU a matmul ceiling measured once per machine and cached —
+never a hard-coded number that silently turns wrong on other hardware.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from smollab.paths import cache_dir
+
+# Dense bf16 tensor-core peaks (FLOP/s), from the vendors' datasheets (SXM parts).
+GPU_PEAK_BF16 = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362.05e12, "A10G": 125e12}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_runtime(device: str = "auto") -> Runtime:
+    """Join the torchrun process group if there is one; pick the device."""
+    use_cuda = torch.cuda.is_available() and device != "cpu"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Runtime(rank, world, torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"))
+
+
+def shard(model: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
+    """FSDP2: one unit per decoder block, then the root. A no-op for a single process."""
+    if not runtime.distributed:
+        return model
+    from torch.distributed.fsdp import fully_shard
+
+    for block in model.model.layers:
+        fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def compile_blocks(model: torch.nn.Module) -> None:
+    """``torch.compile`` per decoder block: small graphs, shared by all identical blocks."""
+    for block in model.model.layers:
+        block.compile()
+
+
+def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    if runtime.distributed:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier(runtime: Runtime) -> None:
+    if runtime.distributed:
+        dist.barrier()
+
+
+def flops_per_token(config, seq_len: int) -> float:
+    """Training FLOPs per token: 6·N for the matmuls plus 12·L·d_attn·T for attention scores (PaLM).
+
+    N excludes the embedding lookup (free) but counts the LM-head matmul, so with tied embeddings
+    it is the full parameter count.
+    """
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    per_layer = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2 + 3 * hidden * config.intermediate_size
+    lm_head = hidden * config.vocab_size
+    matmul_params = layers * per_layer + lm_head
+    return 6 * matmul_params + 12 * layers * heads * head_dim * seq_len
+
+
+def measure_cpu_matmul_peak(dtype: torch.dtype = torch.bfloat16, size: int = 2048, seconds: float = 2.0) -> float:
+    """Best sustained FLOP/s of a square matmul at the current thread count."""
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best, deadline = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = max(best, 2 * size**3 / (time.perf_counter() - start))
+    return best
+
+
+def cpu_peak_flops(dtype: torch.dtype = torch.bfloat16) -> float:
+    """The measured CPU ceiling, cached per (CPU model, threads, dtype)."""
+    key = f"{platform.processor() or platform.machine()}-{_cpu_model()}-t{torch.get_num_threads()}-{dtype}"
+    path = cache_dir() / "cpu_peak.json"
+    table = json.loads(path.read_text()) if path.exists() else {}
+    if key not in table:
+        table[key] = measure_cpu_matmul_peak(dtype)
+        path.write_text(json.dumps(table, indent=1))
+    return table[key]
+
+
+def _cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip().replace(" ", "_")
+    except OSError:
+        pass
+    return "unknown"
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """Peak FLOP/s of one device: the GPU table, or the measured CPU ceiling (0 if unknown GPU)."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return next((peak for key, peak in GPU_PEAK_BF16.items() if key in name), 0.0)
+    return cpu_peak_flops(dtype)

@@ -1,0 +1,140 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from tests.conftest import REPO, smollab
+
+
+def losses(run: Path) -> list[tuple[int, float, int]]:
+    return [(r["step"], r["loss"], r["data_crc"]) for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
+
+
+def killed(mode: str, step: int, *args: str, torchrun: int = 0) -> None:
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(torchrun), "--master_port", "29533"]
+                if torchrun else [sys.executable])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*launcher, "tests/killpoint.py", mode, str(step), *args], cwd=REPO, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode != 0, "the process was meant to be killed"
+    if not torchrun:
+        assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
+
+
+def test_resume_after_sigkill_reproduces_losses_bit_for_bit(write_recipe, tmp_path):
+    straight = write_recipe("straight.yaml", out="straight")
+    smollab("train", str(straight))
+    interrupted = write_recipe("killed.yaml", out="killed")
+    killed("after", 4, "train", str(interrupted))
+    assert losses(tmp_path / "killed")[-1][0] == 3  # died right after publishing the step-4 checkpoint
+    smollab("train", str(interrupted), "--resume")
+    assert losses(tmp_path / "killed") == losses(tmp_path / "straight")
+    assert len(losses(tmp_path / "straight")) == 8
+
+
+def test_killed_checkpoint_write_leaves_previous_checkpoint_and_resume_uses_it(write_recipe, tmp_path):
+    straight = write_recipe("straight.yaml", out="straight")
+    smollab("train", str(straight))
+    interrupted = write_recipe("killed.yaml", out="killed")
+    killed("before", 4, "train", str(interrupted))
+    ckpts = tmp_path / "killed" / "checkpoints"
+    assert (ckpts / ".tmp-step-4").is_dir() and not (ckpts / "step-4").exists()
+    assert (ckpts / "step-2" / "meta.json").exists()
+    result = smollab("train", str(interrupted), "--resume")
+    assert "resumed from" in result.stderr and "step-2" in result.stderr
+    assert not (ckpts / ".tmp-step-4").exists()
+    assert losses(tmp_path / "killed") == losses(tmp_path / "straight")
+
+
+def test_elastic_resume_two_fsdp_ranks_then_one_continues_the_same_samples(write_recipe, tmp_path):
+    straight = write_recipe("straight.yaml", out="straight")
+    smollab("train", str(straight))
+    elastic = write_recipe("elastic.yaml", out="elastic")
+    killed("after", 4, "train", str(elastic), torchrun=2)
+    meta = json.loads((tmp_path / "elastic" / "checkpoints" / "step-4" / "meta.json").read_text())
+    assert meta["world"] == 2
+    smollab("train", str(elastic), "--resume")
+    a, b = losses(tmp_path / "straight"), losses(tmp_path / "elastic")
+    assert [(s, crc) for s, _, crc in a] == [(s, crc) for s, _, crc in b]  # same global sample sequence
+    assert [x for _, x, _ in b] == pytest.approx([x for _, x, _ in a], rel=1e-4)  # same optimisation
+
+
+def test_hf_export_loads_with_automodel_and_matches_training_logits(write_recipe, tmp_path):
+    from smollab.recipe import load_recipe
+    from smollab.train import checkpoint
+    from smollab.train.loop import build_model, make_optimizer, model_config
+    from smollab.train.parallel import init_runtime
+    from smollab.tokenizer import load_tokenizer
+
+    path = write_recipe()
+    smollab("train", str(path))
+    recipe = load_recipe(path)
+    tokenizer = load_tokenizer(recipe.tokenizer.source)
+    model = build_model(recipe, model_config(recipe, len(tokenizer)))
+    checkpoint.load(tmp_path / "run" / "checkpoints" / "step-8", model, make_optimizer(model, recipe, init_runtime("cpu")))
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "hf" / "step-8")
+    ids = torch.tensor([tokenizer("def add(a, b):\n    return a + b\n").input_ids])
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, exported(input_ids=ids).logits)
+    generated = exported.generate(ids, max_new_tokens=5, do_sample=False)
+    assert generated.shape[1] == ids.shape[1] + 5
+
+
+def test_log_lines_carry_stage_tokens_loss_per_source_lr_and_mfu(write_recipe, tmp_path):
+    smollab("train", str(write_recipe()))
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records] == ["one"] * 4 + ["two"] * 4
+    assert records[-1]["tokens"] == 8 * 1024
+    assert set(records[0]["loss_per_source"]) == {"web", "code"} and "math" in records[-1]["loss_per_source"]
+    assert records[-1]["lr"] == 0.0 and records[1]["lr"] == pytest.approx(3e-3)
+    assert all(0 < r["mfu"] < 1 and r["tok_s"] > 0 for r in records)
+    assert (tmp_path / "run" / "tensorboard").is_dir()
+
+
+def test_continued_pretraining_from_real_smollm2_lowers_loss_on_its_data(tmp_path):
+    from smollab.data.tokenize import tokenize_recipe
+    from smollab.recipe import validate_tree
+    from smollab.train.loop import train
+
+    tree = {
+        "name": "anneal", "out": str(tmp_path / "anneal"),
+        "model": {"init_from": "smollm2-135m-instruct"},
+        "tokenizer": {"source": "smollm2"},
+        "data": {"sources": {"wiki": {"bundled": "edu_wikipedia", "limit": 3}}},
+        "stages": [{"name": "anneal", "until_tokens": 4 * 256, "mixture": {"wiki": 1.0}}],
+        "optim": {"lr": 1e-4},
+        "schedule": {"warmup_steps": 0, "decay": {"fraction": 0.0}},
+        "batch": {"seq_len": 128, "tokens_per_step": 256, "micro_batch": 2},
+        "train": {"precision": "fp32", "device": "cpu"},
+    }
+    recipe = validate_tree(tree)
+    tokenize_recipe(recipe, workers=1)
+    train(recipe)
+    records = [json.loads(line) for line in (tmp_path / "anneal" / "log.jsonl").read_text().splitlines()]
+    assert records[0]["params"] == 134_515_008
+    # the same windows, scored by the real model before and after the few steps
+    from smollab.data.mixture import MixtureSampler
+    from smollab.data.shards import load_streams
+
+    sampler = MixtureSampler(recipe, load_streams(recipe.shards_dir, ["wiki"]))
+    batch = torch.from_numpy(np.stack([sampler.tokens(s) for step in range(4) for s in sampler.step_samples(step)]))
+
+    def loss(model_dir) -> float:
+        model = AutoModelForCausalLM.from_pretrained(model_dir)
+        with torch.no_grad():
+            return model(input_ids=batch, labels=batch).loss.item()  # HF shifts the labels itself
+
+    from smollab import pretrained
+
+    before, after = loss(pretrained.resolve("smollm2-135m-instruct")), loss(tmp_path / "anneal" / "hf" / "step-4")
+    assert after < before - 0.05
+    shutil.rmtree(tmp_path / "anneal")
