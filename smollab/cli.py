@@ -81,12 +81,30 @@ app.add_typer(tokenizer_app, name="tokenizer")
 
 def _register() -> None:
     """Verbs whose functions live in their own modules (the module owns the work and the help text)."""
+    from smollab.curate.cli import curate
     from smollab.data.tokenize import tokenize
     from smollab.tokenizer import show, train as train_tokenizer
 
     tokenizer_app.command("train")(train_tokenizer)
     tokenizer_app.command("show")(show)
     app.command("tokenize")(tokenize)
+    app.command("curate")(curate)
 
 
 _register()
+
+
+@app.command(epilog="Example: smollab demo --out runs/demo")
+def demo(
+    out: str = typer.Option(None, help="run directory (default runs/demo)"),
+    overrides: list[str] = typer.Argument(None, help="dotted overrides of the demo recipe, e.g. train.precision=fp32"),
+) -> None:
+    """The embedded demo recipe end to end on bundled data: tokenizer, shards, 2-stage training, HF export."""
+    from pathlib import Path
+
+    from smollab.demo import run_demo, summary_table
+
+    summary = run_demo(Path(out) if out else None, overrides or [], console)
+    stdout.print(summary_table(summary))
+    seconds = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
+    stdout.print(f"time: {seconds}; summary in {summary['out']}/demo_summary.json")

@@ -256,7 +256,7 @@ def _child(node: Any, key: str, path: str, create: bool) -> Any:
     return node[key]
 
 
-def _format_error(source: str, err: ValidationError) -> str:
+def format_validation_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(part) for part in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
@@ -289,7 +289,7 @@ def validate_tree(tree: dict, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(tree)
     except ValidationError as err:
-        raise SmollabError(_format_error(source, err)) from None
+        raise SmollabError(format_validation_error(source, err)) from None
 
 
 def dump_recipe(recipe: Recipe, path: Path) -> None:

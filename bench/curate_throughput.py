@@ -1,0 +1,120 @@
+"""Throughput of smollab curation vs the same datatrove steps configured by hand (2-core CPU).
+
+Measures documents/s of (1) heuristic filters + 4-stage MinHash dedup run through
+`smollab.curate.pipeline.run_curation`, against the identical datatrove blocks (readers, Gopher
+repetition/quality, C4, FineWeb quality, MinHash signature/buckets/cluster/filter, JSONL writers)
+listed by hand, and (2) classifier scoring through smollab's `ScoreDocuments` block against a plain
+`SentenceTransformer.encode` + head loop; plus (3) local-backend annotation documents/s
+(SmolLM2-135M-Instruct, logits mode). Medians of --runs runs, both peers in the same invocation.
+Run:  .venv/bin/python bench/curate_throughput.py [--runs 3]
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from datatrove.data import Document
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.dedup import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+
+from smollab.curate.annotate import AnnotationCache, annotate_texts
+from smollab.curate.classifier import Classifier, train_classifier
+from smollab.curate.config import AnnotateConfig, ClassifierConfig, CurateConfig
+from smollab.curate.pipeline import run_curation
+from smollab.curate.score import ScoreDocuments
+from smollab.paths import ASSETS
+
+INPUTS = {"web_c4": ("web_c4_samples", 150), "news": ("web_news_articles", 80)}
+N_DOCS = sum(limit for _, limit in INPUTS.values())
+
+
+def smollab_filters_dedup(out: Path) -> None:
+    cfg = CurateConfig.model_validate({
+        "inputs": {name: {"bundled": b, "limit": n} for name, (b, n) in INPUTS.items()},
+        "decontam": None, "annotate": None, "classifier": None, "score": None,
+        "executor": {"tasks": 1, "workers": 1},
+    })
+    run_curation(cfg, out, log=lambda _: None)
+
+
+def hand_filters_dedup(out: Path) -> None:
+    readers = [JsonlReader(str(ASSETS / "pretrain"), glob_pattern=f"{b}.jsonl.gz", limit=n) for b, n in INPUTS.values()]
+    mh = MinhashConfig()
+    stages = [
+        [*readers, GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(filter_no_terminal_punct=False),
+         FineWebQualityFilter(), JsonlWriter(str(out / "filtered"))],
+        [JsonlReader(str(out / "filtered")), MinhashDedupSignature(output_folder=str(out / "sigs"), config=mh)],
+        [MinhashDedupBuckets(input_folder=str(out / "sigs"), output_folder=str(out / "buckets"), config=mh)],
+        [MinhashDedupCluster(input_folder=str(out / "buckets"), output_folder=str(out / "remove"), config=mh)],
+        [JsonlReader(str(out / "filtered")), MinhashDedupFilter(input_folder=str(out / "remove")), JsonlWriter(str(out / "deduped"))],
+    ]
+    for i, pipeline in enumerate(stages):
+        tasks = mh.num_buckets if i == 2 else 1
+        LocalPipelineExecutor(pipeline, tasks=tasks, workers=1, logging_dir=str(out / f"logs{i}")).run()
+
+
+def timed(fn, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            fn(Path(tmp))
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results = {}
+    # warm-up (spaCy, tokenizer loading) so neither peer pays it in its first timed run
+    timed(hand_filters_dedup, 1)
+    # interleaved runs, so both peers see the same background load on a shared machine
+    peers = {"filters_dedup_smollab": smollab_filters_dedup, "filters_dedup_hand": hand_filters_dedup}
+    runs = {name: [] for name in peers}
+    for _ in range(args.runs):
+        for name, fn in peers.items():
+            runs[name] += timed(fn, 1)
+    for name, times in runs.items():
+        results[name] = {"docs": N_DOCS, "median_s": statistics.median(times), "docs_per_s": N_DOCS / statistics.median(times), "runs_s": times}
+
+    import gzip
+
+    texts = [json.loads(line)["text"] for line in gzip.open(ASSETS / "pretrain" / "web_c4_samples.jsonl.gz", "rt")][:128]
+    with tempfile.TemporaryDirectory() as tmp:
+        clf = train_classifier(texts[:20], [float(i % 2) * 3 for i in range(20)], ClassifierConfig(max_length=128, epochs=5), 5, 3)
+        clf.save(Path(tmp) / "clf")
+        block = ScoreDocuments(Path(tmp) / "clf", batch_size=64)
+        loaded = Classifier.load(Path(tmp) / "clf")
+        loaded.embedder  # load once outside the timing, as the block's worker would be warm at scale
+
+        def via_block():
+            list(block.run(iter(Document(text=t, id=str(i)) for i, t in enumerate(texts))))
+
+        def by_hand():
+            emb = loaded.embedder.encode(texts, batch_size=64, convert_to_numpy=True)
+            loaded.predict_embeddings(emb)
+
+        for name, fn in (("score_smollab_block", via_block), ("score_hand", by_hand)):
+            times = timed(lambda _tmp, fn=fn: fn(), args.runs)
+            results[name] = {"docs": len(texts), "median_s": statistics.median(times), "docs_per_s": len(texts) / statistics.median(times), "runs_s": times}
+
+        cfg = AnnotateConfig(max_doc_chars=600)
+        sample = texts[:4]
+        start = time.perf_counter()
+        annotate_texts(sample, cfg, AnnotationCache(Path(tmp) / "cache.jsonl"))
+        elapsed = time.perf_counter() - start
+        results["annotate_local_135m_logits"] = {"docs": len(sample), "seconds_incl_model_load": elapsed, "docs_per_s": len(sample) / elapsed}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
