@@ -110,10 +110,10 @@ def test_continued_pretraining_from_real_smollm2_lowers_loss_on_its_data(tmp_pat
         "model": {"init_from": "smollm2-135m-instruct"},
         "tokenizer": {"source": "smollm2"},
         "data": {"sources": {"wiki": {"bundled": "edu_wikipedia", "limit": 3}}},
-        "stages": [{"name": "anneal", "until_tokens": 4 * 256, "mixture": {"wiki": 1.0}}],
-        "optim": {"lr": 1e-4},
+        "stages": [{"name": "anneal", "until_tokens": 3 * 128, "mixture": {"wiki": 1.0}}],
+        "optim": {"lr": 2e-4},
         "schedule": {"warmup_steps": 0, "decay": {"fraction": 0.0}},
-        "batch": {"seq_len": 128, "tokens_per_step": 256, "micro_batch": 2},
+        "batch": {"seq_len": 64, "tokens_per_step": 128, "micro_batch": 2},
         "train": {"precision": "fp32", "device": "cpu"},
     }
     recipe = validate_tree(tree)
@@ -126,7 +126,7 @@ def test_continued_pretraining_from_real_smollm2_lowers_loss_on_its_data(tmp_pat
     from smollab.data.shards import load_streams
 
     sampler = MixtureSampler(recipe, load_streams(recipe.shards_dir, ["wiki"]))
-    batch = torch.from_numpy(np.stack([sampler.tokens(s) for step in range(4) for s in sampler.step_samples(step)]))
+    batch = torch.from_numpy(np.stack([sampler.tokens(s) for step in range(3) for s in sampler.step_samples(step)]))
 
     def loss(model_dir) -> float:
         model = AutoModelForCausalLM.from_pretrained(model_dir)
@@ -135,6 +135,16 @@ def test_continued_pretraining_from_real_smollm2_lowers_loss_on_its_data(tmp_pat
 
     from smollab import pretrained
 
-    before, after = loss(pretrained.resolve("smollm2-135m-instruct")), loss(tmp_path / "anneal" / "hf" / "step-4")
+    before, after = loss(pretrained.resolve("smollm2-135m-instruct")), loss(tmp_path / "anneal" / "hf" / "step-3")
     assert after < before - 0.05
     shutil.rmtree(tmp_path / "anneal")
+
+
+def test_in_loop_eval_runs_after_each_checkpoint_and_leaves_losses_unchanged(write_recipe, tmp_path):
+    smollab("train", str(write_recipe("plain.yaml", out="plain")))
+    smollab("train", str(write_recipe("evals.yaml", out="evals", eval={"tasks": ["arc_easy", "piqa"], "limit": 3})))
+    assert losses(tmp_path / "evals") == losses(tmp_path / "plain")
+    lines = [json.loads(line) for line in (tmp_path / "evals" / "evals.jsonl").read_text().splitlines()]
+    assert [(line["step"], line["stage"], line["tokens"]) for line in lines] == [(2, "one", 2048), (4, "one", 4096),
+                                                                               (6, "two", 6144), (8, "two", 8192)]
+    assert lines[0]["items"] == {"arc_easy": 3, "piqa": 3}

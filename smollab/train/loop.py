@@ -303,4 +303,22 @@ def _checkpoint_and_export(next_step: int, model, optimizer, tokenizer, sampler:
         exports = sorted((recipe.out_dir / "hf").glob("step-*"), key=lambda p: int(p.name[5:]))
         for old in exports[: -recipe.checkpoint.keep]:
             shutil.rmtree(old, ignore_errors=True)
+        if recipe.eval.tasks:
+            _evaluate_export(hf_dir, tokenizer, recipe, meta, next_step, runtime)
+    barrier(runtime)
     return hf_dir
+
+
+def _evaluate_export(hf_dir: Path, tokenizer, recipe: Recipe, meta: dict, step: int, runtime: Runtime) -> None:
+    """In-loop evaluation of the just-published export, on the main rank.
+
+    Scoring the export rather than the live (possibly sharded) model keeps training state and RNG
+    untouched by construction and checks the export on every checkpoint; the cost is one load.
+    """
+    from smollab.eval.evaluate import run_in_loop
+
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).to(runtime.device)
+    line = run_in_loop(model, tokenizer, recipe.eval, tokens=meta["tokens"], stage=meta["stage"], step=step,
+                       out_path=recipe.out_dir / "evals.jsonl")
+    scores = {task: m.get("acc_norm", next(iter(m.values()))) for task, m in line["metrics"].items()}
+    console.print(f"eval @ step {step}: " + ", ".join(f"{task} {v:.3f}" for task, v in scores.items()))

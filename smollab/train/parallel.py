@@ -15,6 +15,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -49,7 +50,8 @@ def init_runtime(device: str = "auto") -> Runtime:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        # generous timeout: other ranks wait at a barrier while rank 0 runs in-loop evaluation
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=2))
     return Runtime(rank, world, torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"))
 
 
