@@ -146,14 +146,12 @@ class RunLog:
             self.tensorboard.close()
 
 
-def _checkpoint_steps(recipe: Recipe, sampler: MixtureSampler) -> set[int]:
-    """Steps after which to checkpoint: every N tokens, each stage end, and the last step."""
-    steps = {plan.end_step for plan in sampler.stages}
-    every = recipe.checkpoint.every_tokens
-    if every:
-        steps |= {s for s in range(1, sampler.total_steps + 1) if (s * recipe.batch.tokens_per_step) // every
-                  > ((s - 1) * recipe.batch.tokens_per_step) // every}
-    return steps
+def _is_checkpoint_step(done: int, recipe: Recipe, sampler: MixtureSampler) -> bool:
+    """Checkpoint after ``done`` steps? At every ``every_tokens`` crossing, each stage end and the last step."""
+    if any(done == plan.end_step for plan in sampler.stages):
+        return True
+    every, per_step = recipe.checkpoint.every_tokens, recipe.batch.tokens_per_step
+    return bool(every) and (done * per_step) // every > ((done - 1) * per_step) // every
 
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
@@ -164,9 +162,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_recipe(recipe, out_dir / "recipe.resolved.yaml")
         checkpoint.remove_partial(ckpt_root)
-
-    if runtime.is_main:  # a per-run BPE is trained once, by one process
-        tokenizer_for_recipe(recipe)
+        tokenizer_for_recipe(recipe)  # a per-run BPE is trained once, by one process
     barrier(runtime)
     tokenizer = tokenizer_for_recipe(recipe).tokenizer
     sources = sorted({name for stage in recipe.stages for name in stage.mixture})
@@ -200,7 +196,6 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     autocast = (torch.autocast(runtime.device.type, dtype=torch.bfloat16) if precision == torch.bfloat16
                 else contextlib.nullcontext())
     peak = peak_flops(runtime.device, precision) * runtime.world
-    checkpoint_steps = _checkpoint_steps(recipe, sampler)
     n_params = count_parameters(config)
     current_stage: StagePlan | None = None
     last = {"loss": float("nan"), "loss_per_source": {}}
@@ -224,8 +219,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             stats = _train_step(model, sampler, step, stage, recipe, runtime, autocast)
-            grad_norm = (torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.clip)
-                         if recipe.optim.clip else _grad_norm(model))
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.clip or float("inf"))
             grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -244,14 +238,10 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
                     "params": n_params,
                 })
             progress.update(bar, advance=1, loss=stats["loss"])
-            if step + 1 in checkpoint_steps:
+            if _is_checkpoint_step(step + 1, recipe, sampler):
                 hf_dir = _checkpoint_and_export(step + 1, model, optimizer, tokenizer, sampler, recipe, runtime, ckpt_root)
     log.close()
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
-
-
-def _grad_norm(model) -> torch.Tensor:
-    return torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
 
 
 def _train_step(model, sampler: MixtureSampler, step: int, stage: StagePlan, recipe: Recipe, runtime: Runtime,
