@@ -160,7 +160,7 @@ def main() -> None:
     import torch
 
     from smollab.presets import count_parameters
-    from smollab.train.parallel import flops_per_token, measure_cpu_matmul_peak
+    from smollab.train.parallel import cpu_peak_flops, flops_per_token
     from smollab.train.loop import model_config
 
     work = Path(args.work)
@@ -180,7 +180,7 @@ def main() -> None:
     for _ in range(args.runs):
         for which in results:
             results[which].append(steady_tok_s(spawn(which, work, args.steps, "bf16"), args.skip))
-    ceiling = measure_cpu_matmul_peak(torch.bfloat16)
+    ceiling = cpu_peak_flops(torch.bfloat16, refresh=True)
     report = {
         "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "cpu": os.uname().machine,
         "params": count_parameters(config), "flops_per_token": flops, "bf16_matmul_ceiling_gflops": ceiling / 1e9,

@@ -75,23 +75,6 @@ def train(
         console.print(f"final loss {result.final_loss:.4f}; HF model at {result.hf_dir}")
 
 
-tokenizer_app = typer.Typer(help="Train a byte-level BPE or inspect a tokenizer.", no_args_is_help=True)
-app.add_typer(tokenizer_app, name="tokenizer")
-
-
-def _register() -> None:
-    """Verbs whose functions live in their own modules (the module owns the work and the help text)."""
-    from smollab.curate.cli import curate
-    from smollab.data.tokenize import tokenize
-    from smollab.tokenizer import show, train as train_tokenizer
-
-    tokenizer_app.command("train")(train_tokenizer)
-    tokenizer_app.command("show")(show)
-    app.command("tokenize")(tokenize)
-    app.command("curate")(curate)
-
-
-_register()
 
 
 @app.command(epilog="Example: smollab demo --out runs/demo")
@@ -108,3 +91,24 @@ def demo(
     stdout.print(summary_table(summary))
     seconds = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
     stdout.print(f"time: {seconds}; summary in {summary['out']}/demo_summary.json")
+
+
+tokenizer_app = typer.Typer(help="Train a byte-level BPE or inspect a tokenizer.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+def _register() -> None:
+    """Verbs whose functions live in their own modules (the module owns the work and the help text)."""
+    from smollab.curate.cli import curate
+    from smollab.data.tokenize import tokenize
+    from smollab.eval.cli import eval_command
+    from smollab.tokenizer import show, train as train_tokenizer
+
+    tokenizer_app.command("train")(train_tokenizer)
+    tokenizer_app.command("show")(show)
+    app.command("tokenize")(tokenize)
+    app.command("curate")(curate)
+    app.command("eval")(eval_command)
+
+
+_register()

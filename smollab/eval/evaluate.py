@@ -1,0 +1,173 @@
+"""Run tasks on a model: requests in, per-item scores out, then means, standard errors and logs.
+
+All items of a task go to the adapter in one call, so batching spans items and the adapter's
+length sorting and context sharing see the whole task. Per-item records (``--log-samples``) keep
+the raw summed log-likelihood of every choice, which is what lets bench/eval_agreement.py compare
+us item by item with lm-eval. ``run_in_loop`` is the training loop's entry point: it evaluates an
+in-memory model and restores its mode and every RNG, so training continues bit for bit.
+"""
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from smollab.eval.harness import GenerationRequest, SmolLM
+from smollab.eval.metrics import choice_predictions, mean_stderr
+from smollab.eval.tasks import expand
+from smollab.eval.tasks.base import GenerativeTask, LastWordTask, MultipleChoiceTask, Task, file_sha256
+
+
+def select_rows(task: Task, *, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[dict]:
+    """The first ``limit`` rows in file order (as lm-eval and lighteval do) or a seeded random ``sample``."""
+    rows = task.docs()
+    if sample is not None:
+        picked = sorted(random.Random(f"{seed}/{task.name}").sample(range(len(rows)), min(sample, len(rows))))
+        return [rows[i] for i in picked]
+    return rows[:limit] if limit is not None else rows
+
+
+def _multiple_choice(lm: SmolLM, task: MultipleChoiceTask, rows: list[dict]):
+    items = [task.prompt(row) for row in rows]
+    requests = [(lm.format(c), x) for item in items for c, x in zip(item.contexts, item.continuations)]
+    results = iter(lm.loglikelihood(requests))
+    scores, samples = {m: [] for m in task.metrics}, []
+    for row, item in zip(rows, items):
+        logliks = [next(results)[0] for _ in item.continuations]
+        preds = choice_predictions(logliks, item.continuations)
+        for metric in task.metrics:
+            scores[metric].append(float(preds[metric] == item.gold))
+        samples.append({"task": task.name, "id": row["id"], "logliks": logliks, "pred": preds["acc_norm"],
+                        "pred_acc": preds["acc"], "gold": item.gold})
+    return scores, samples
+
+
+def _last_word(lm: SmolLM, task: LastWordTask, rows: list[dict]):
+    pairs = [task.prompt(row) for row in rows]
+    results = lm.loglikelihood([(lm.format(c), x) for c, x in pairs])
+    samples = [{"task": task.name, "id": row["id"], "logliks": [ll], "pred": greedy, "gold": x.strip()}
+               for row, (_, x), (ll, greedy) in zip(rows, pairs, results)]
+    return {"acc": [float(g) for _, g in results], "loglik": [ll for ll, _ in results]}, samples
+
+
+def _generative(lm: SmolLM, task: GenerativeTask, rows: list[dict]):
+    requests = [GenerationRequest(lm.format(task.prompt(row)), task.until, task.max_new_tokens) for row in rows]
+    generations = lm.generate_until(requests)
+    scored = task.score(rows, generations)
+    scores: dict[str, list[float]] = {}
+    samples = []
+    for row, text, s in zip(rows, generations, scored):
+        for metric, value in s.metrics.items():
+            scores.setdefault(metric, []).extend(value if isinstance(value, list) else [value])
+        samples.append({"task": task.name, "id": row["id"], "generation": text, "pred": s.pred, "gold": s.gold,
+                        "metrics": s.metrics})
+    return scores, samples
+
+
+def run_task(lm: SmolLM, task: Task, rows: list[dict]) -> tuple[dict, list[dict]]:
+    """Metrics ``{name: {"value", "stderr"}}`` and per-item samples of one task on ``rows``."""
+    if isinstance(task, MultipleChoiceTask):
+        scores, samples = _multiple_choice(lm, task, rows)
+    elif isinstance(task, LastWordTask):
+        scores, samples = _last_word(lm, task, rows)
+    else:
+        scores, samples = _generative(lm, task, rows)
+    metrics = {}
+    for name, values in scores.items():
+        if name == "loglik":  # LAMBADA perplexity: exp of the mean negative log-likelihood per item
+            metrics["perplexity"] = {"value": math.exp(-sum(values) / len(values)), "stderr": None}
+            continue
+        value, stderr = mean_stderr(values)
+        metrics[name] = {"value": value, "stderr": stderr}
+    return metrics, samples
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """sha256 over every parameter's name, dtype, shape and bytes: equal weights, equal fingerprint."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def evaluate(lm: SmolLM, tasks: Sequence[str], *, limit: int | None = None, sample: int | None = None,
+             seed: int = 0) -> tuple[dict, list[dict]]:
+    """Results (the JSON written by ``--out``) and all per-item samples, for task or group names."""
+    started = time.perf_counter()
+    out_tasks, all_samples = {}, []
+    for task in expand(list(tasks)):
+        rows = select_rows(task, limit=limit, sample=sample, seed=seed)
+        t0 = time.perf_counter()
+        metrics, samples = run_task(lm, task, rows)
+        out_tasks[task.name] = {
+            "metrics": metrics, "items": len(rows), "rows": task.rows, "shots": task.shots,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "data": {"file": task.path.name, "sha256": file_sha256(task.path), "hub": task.hub}}
+        all_samples.extend(samples)
+    results = {
+        "model": {"name": lm.name, "fingerprint": model_fingerprint(lm.model),
+                  "parameters": sum(p.numel() for p in lm.model.parameters()),
+                  "dtype": str(next(lm.model.parameters()).dtype).removeprefix("torch.")},
+        "config": {"harness": "smollab", "limit": limit, "sample": sample, "seed": seed,
+                   "batch_size": lm.batch_size, "chat_template": lm.chat_template, "max_length": lm.max_length},
+        "tasks": out_tasks,
+        "averages": _averages(out_tasks),
+        "seconds": round(time.perf_counter() - started, 3),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return results, all_samples
+
+
+def _averages(tasks: dict) -> dict:
+    """SmolLM2's "ARC (Average)": the mean of ARC-Easy and ARC-Challenge acc_norm."""
+    if {"arc_easy", "arc_challenge"} <= tasks.keys():
+        pair = [tasks[n]["metrics"]["acc_norm"]["value"] for n in ("arc_easy", "arc_challenge")]
+        return {"arc": {"acc_norm": sum(pair) / 2}}
+    return {}
+
+
+def headline(metrics: dict) -> tuple[str, float]:
+    """The metric a table shows for a task: acc_norm for choices, else the first one."""
+    name = "acc_norm" if "acc_norm" in metrics else next(iter(metrics))
+    return name, metrics[name]["value"]
+
+
+def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, stage: str, step: int,
+                out_path: Path) -> dict:
+    """Evaluate an in-memory model during training and append one line to ``out_path`` (evals.jsonl).
+
+    The model's train/eval mode and the torch (CPU and CUDA), Python and NumPy RNG states are
+    restored afterwards, so a run with in-loop evaluation has the same losses as one without."""
+    states = (torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+              random.getstate(), np.random.get_state())
+    was_training = model.training
+    model.eval()
+    try:
+        lm = SmolLM(model, tokenizer, batch_size=eval_config.batch_size, name=f"step-{step}")
+        with torch.no_grad():
+            results, _ = evaluate(lm, eval_config.tasks, limit=eval_config.limit)
+    finally:
+        model.train(was_training)
+        torch.set_rng_state(states[0])
+        if states[1] is not None:
+            torch.cuda.set_rng_state_all(states[1])
+        random.setstate(states[2])
+        np.random.set_state(states[3])
+    line = {"step": step, "tokens": tokens, "stage": stage,
+            "metrics": {name: {m: v["value"] for m, v in t["metrics"].items()} for name, t in results["tasks"].items()},
+            "items": {name: t["items"] for name, t in results["tasks"].items()},
+            "averages": results["averages"], "seconds": results["seconds"]}
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with out_path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line) + "\n")
+    return line
