@@ -15,6 +15,7 @@ import json
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,8 @@ from transformers import LlamaForCausalLM
 from smollab.train.parallel import Runtime, barrier
 
 META = "meta.json"
+# DCP says so on every single-process save/load; single-process runs are intended here.
+warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable or uninitialized")
 
 
 def _step_of(path: Path) -> int:
