@@ -1,9 +1,8 @@
 from collections import Counter
 
 import pytest
-import yaml
 
-from smollab.data.mixture import MixtureSampler, permute, plan_stages
+from smollab.data.mixture import MixtureSampler, permute
 from smollab.data.shards import load_streams
 from smollab.recipe import load_recipe
 

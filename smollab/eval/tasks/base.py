@@ -64,6 +64,16 @@ class Scored:
     gold: object
 
 
+def exact_match_scorer(extract, gold):
+    """``score`` for tasks whose metric is exact match of an extracted answer against a normalised gold."""
+
+    def score(rows: Sequence[dict], generations: Sequence[str]) -> list[Scored]:
+        pairs = ((extract(text), gold(row)) for row, text in zip(rows, generations))
+        return [Scored({"exact_match": float(pred == answer)}, pred, answer) for pred, answer in pairs]
+
+    return score
+
+
 @dataclass(frozen=True, kw_only=True)
 class Task:
     name: str

@@ -7,11 +7,10 @@ most); the answer is the number after "####" if the model wrote one, else its la
 """
 
 import random
-from collections.abc import Sequence
 from functools import cache
 
 from smollab.eval.metrics import extract_final_number, normalize_number
-from smollab.eval.tasks.base import GenerativeTask, Scored, read_rows
+from smollab.eval.tasks.base import GenerativeTask, exact_match_scorer, read_rows
 from smollab.paths import ASSETS
 
 SHOTS = 5
@@ -29,12 +28,7 @@ def prompt(row: dict) -> str:
     return f"{examples}Question: {row['question']}\nAnswer:"
 
 
-def score(rows: Sequence[dict], generations: Sequence[str]) -> list[Scored]:
-    out = []
-    for row, text in zip(rows, generations):
-        pred, gold = extract_final_number(text), normalize_number(row["final_answer"])
-        out.append(Scored({"exact_match": float(pred == gold)}, pred, gold))
-    return out
+score = exact_match_scorer(extract_final_number, lambda row: normalize_number(row["final_answer"]))
 
 
 TASK = GenerativeTask(

@@ -9,10 +9,9 @@ of the generation, compared after the usual MATH normalisation (units, spaces, `
 """
 
 import re
-from collections.abc import Sequence
 from functools import cache
 
-from smollab.eval.tasks.base import EVAL_ASSETS, GenerativeTask, Scored, read_rows
+from smollab.eval.tasks.base import EVAL_ASSETS, GenerativeTask, exact_match_scorer, read_rows
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -87,12 +86,7 @@ def extract(generation: str) -> str | None:
     return normalize(boxed) if boxed is not None else None
 
 
-def score(rows: Sequence[dict], generations: Sequence[str]) -> list[Scored]:
-    out = []
-    for row, text in zip(rows, generations):
-        pred, gold = extract(text), normalize(row["answer"])
-        out.append(Scored({"exact_match": float(pred == gold)}, pred, gold))
-    return out
+score = exact_match_scorer(extract, lambda row: normalize(row["answer"]))
 
 
 TASK = GenerativeTask(
