@@ -10,6 +10,7 @@ import sys
 import typer
 from rich.console import Console
 
+from smollab.console import table_console
 from smollab.errors import SmollabError
 
 app = typer.Typer(
@@ -20,8 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
-# Tables go to stdout; when piped, rich would wrap at 80 columns, which mangles wide stage tables.
-stdout = Console(width=None if sys.stdout.isatty() else 160)
+stdout = table_console()
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from datatrove.utils.stats import PipelineStats
 from rich.console import Console
 from rich.table import Table
 
+from smollab.console import table_console
 from smollab.curate.config import CurateConfig
 from smollab.curate.filters import HEURISTICS
 
@@ -122,7 +123,7 @@ def print_summary(report: dict, console: Console | None = None) -> None:
         dropped = ", ".join(f"{k} {int(v)}" for k, v in row["dropped"].items() if v)
         table.add_row(row["step"], f"{int(row['docs_in']):,}", f"{int(row['docs_out']):,}",
                       f"{int(row['tokens_in']):,}", f"{int(row['tokens_out']):,}", dropped)
-    console = console or Console()
+    console = console or table_console()
     console.print(table)
     if "classifier" in report and "metrics" in report["classifier"]:
         held = report["classifier"]["metrics"]["held_out"]

@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from smollab.console import table_console
 from smollab.data.shards import TokenStream
 from smollab.data.sources import reader_for, source_files
 from smollab.errors import SmollabError
@@ -200,7 +201,7 @@ def tokenize(
 
     Example: smollab tokenize recipes/demo.yaml data.shards_dir=runs/demo/shards --workers 2
     """
-    console = Console(stderr=True)
+    console = table_console(stderr=True)
     loaded = load_recipe(recipe, overrides or [])
     overall = tokenize_recipe(loaded, workers=workers, console=console)
     console.print(f"summary: {Path(overall['shards_dir']) / 'summary.json'}")

@@ -12,9 +12,9 @@ from typing import Annotated
 
 import torch
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from smollab.console import table_console
 from smollab.errors import SmollabError
 from smollab.eval.evaluate import evaluate, headline
 from smollab.eval.harness import SmolLM
@@ -49,7 +49,7 @@ def eval_command(
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         lm.model.to("cuda")
     names = [t.strip() for t in tasks.split(",") if t.strip()]
-    console = Console()
+    console = table_console()
     if harness == "lm-eval":
         from smollab.eval import lm_eval_bridge
         from lm_eval.utils import make_table
