@@ -5,17 +5,12 @@ the results table shows that mean. Vendored rows are llm-foundry's, which all ha
 (the official test set has a few 3- and 5-choice questions).
 """
 
-from smollab.eval.tasks.base import Choices, MultipleChoiceTask
-
-
-def prompt(row: dict) -> Choices:
-    context = f"Question: {row['question']}\nAnswer:"
-    return Choices([context] * len(row["choices"]), [f" {c}" for c in row["choices"]], row["gold"])
+from smollab.eval.tasks.base import MultipleChoiceTask, question_answer_prompt
 
 
 ARC_EASY = MultipleChoiceTask(
     name="arc_easy", file="arc_easy.jsonl.gz", rows=2376, hub="allenai/ai2_arc (ARC-Easy, test)",
-    fields=("id", "question", "choices", "gold"), prompt=prompt)
+    fields=("id", "question", "choices", "gold"), prompt=question_answer_prompt)
 ARC_CHALLENGE = MultipleChoiceTask(
     name="arc_challenge", file="arc_challenge.jsonl.gz", rows=1172, hub="allenai/ai2_arc (ARC-Challenge, test)",
-    fields=("id", "question", "choices", "gold"), prompt=prompt)
+    fields=("id", "question", "choices", "gold"), prompt=question_answer_prompt)

@@ -64,6 +64,12 @@ class Scored:
     gold: object
 
 
+def question_answer_prompt(row: dict) -> Choices:
+    """The cloze form shared by ARC, PIQA and CommonsenseQA: "Question: q\nAnswer:" then " choice"."""
+    context = f"Question: {row['question']}\nAnswer:"
+    return Choices([context] * len(row["choices"]), [f" {c}" for c in row["choices"]], row["gold"])
+
+
 def exact_match_scorer(extract, gold):
     """``score`` for tasks whose metric is exact match of an extracted answer against a normalised gold."""
 
