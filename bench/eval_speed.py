@@ -50,6 +50,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 run_lm_eval(peer, names, Path(tmp))
                 times[name].append(time.perf_counter() - t0)
+            print("run", {k: round(v[-1], 1) for k, v in times.items()}, flush=True)
     rate = {k: n / statistics.median(v) for k, v in times.items()}
     report = {"model": args.model, "items": n, "tasks": names, "batch_size": args.batch_size, "threads": args.threads,
               "seconds": times, "items_per_s": rate, "speedup": rate["smollab"] / rate["lm_eval_hf"]}

@@ -5,10 +5,13 @@ bundled demo data (median over steps, then median over ``--runs`` alternating ru
 process), the fraction of this machine's measured bf16 matmul ceiling, and — separately — that the
 two loops compute the same thing: fed the same batches from the same initial weights in fp32, their
 per-step losses over the first 20 steps agree within 1e-3 relative.
-The peer runs in its best documented configuration for this case: ``bf16=True``,
+Both loops run in the precision this machine computes fastest: bf16 autocast where the CPU has
+native bf16 (AVX512-BF16 / AMX), else fp32 (on an AVX2-only CPU bf16 matmuls are emulated and
+~300× slower), and the ceiling is the best 2048² matmul rate in that dtype.
+The peer runs in its best documented configuration for this case: ``bf16=True`` where native,
 ``torch_compile=True``, ``optim=adamw_torch_fused``, no dataloader workers (data is in memory),
 sequential sampling, the same micro-batch and gradient accumulation. smollab runs with
-``train.precision=bf16 train.compile=true``.
+``train.precision=auto train.compile=true``.
 
     .venv/bin/python bench/train_throughput.py --runs 3 --steps 12
 """
@@ -50,7 +53,7 @@ def prepare(work: Path) -> None:
     from smollab.data.tokenize import tokenize_recipe
     from smollab.tokenizer import tokenizer_for_recipe
 
-    recipe = bench_recipe(work, 4, "bf16", False, False)
+    recipe = bench_recipe(work, 4, "fp32", False, False)
     tokenizer_for_recipe(recipe)
     tokenize_recipe(recipe, workers=2)
 
@@ -129,14 +132,15 @@ def child(args) -> None:
     run_dir = Path(tempfile.mkdtemp(dir=work))
     (run_dir / "shards").symlink_to(work / "shards")
     (run_dir / "tokenizer").symlink_to(work / "tokenizer")
-    log = runner(run_dir, args.steps, args.precision, args.precision == "bf16", args.constant_lr)
+    log = runner(run_dir, args.steps, args.precision, not args.no_compile, args.constant_lr)
     print(json.dumps({"log": log}))
 
 
 def spawn(which: str, work: Path, steps: int, precision: str, constant_lr: bool = False) -> list[dict]:
+    """One run in a fresh process; ``constant_lr`` runs are the fp32 agreement check (eager, constant LR)."""
     cmd = [sys.executable, __file__, "--child", which, "--work", str(work), "--steps", str(steps), "--precision", precision]
     if constant_lr:
-        cmd.append("--constant-lr")
+        cmd += ["--constant-lr", "--no-compile"]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     if out.returncode:
         raise SystemExit(f"{which} run failed:\n{out.stderr[-4000:]}")
@@ -150,8 +154,9 @@ def main() -> None:
     parser.add_argument("--skip", type=int, default=4, help="warm-up steps excluded (compilation)")
     parser.add_argument("--work", default="/tmp/smollab-bench-train")
     parser.add_argument("--child", choices=["smollab", "trainer"])
-    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--precision", choices=["bf16", "fp32"], help="(child runs)")
     parser.add_argument("--constant-lr", action="store_true")
+    parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--out", default=str(REPO / "bench" / "train_throughput.json"))
     args = parser.parse_args()
     if args.child:
@@ -160,13 +165,15 @@ def main() -> None:
     import torch
 
     from smollab.presets import count_parameters
-    from smollab.train.parallel import cpu_peak_flops, flops_per_token
     from smollab.train.loop import model_config
+    from smollab.train.parallel import cpu_peak_flops, flops_per_token, resolve_precision
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     prepare(work)
-    recipe = bench_recipe(work, args.steps, "bf16", True, False)
+    dtype = resolve_precision("auto", torch.device("cpu"))
+    precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+    recipe = bench_recipe(work, args.steps, precision, True, False)
     config = model_config(recipe, 4096)
     flops = flops_per_token(config, recipe.batch.seq_len)
 
@@ -179,11 +186,12 @@ def main() -> None:
     results = {"smollab": [], "trainer": []}
     for _ in range(args.runs):
         for which in results:
-            results[which].append(steady_tok_s(spawn(which, work, args.steps, "bf16"), args.skip))
-    ceiling = cpu_peak_flops(torch.bfloat16, refresh=True)
+            results[which].append(steady_tok_s(spawn(which, work, args.steps, precision), args.skip))
+    ceiling = cpu_peak_flops(dtype, refresh=True)
     report = {
         "date": time.strftime("%Y-%m-%d"), "threads": torch.get_num_threads(), "cpu": os.uname().machine,
-        "params": count_parameters(config), "flops_per_token": flops, "bf16_matmul_ceiling_gflops": ceiling / 1e9,
+        "params": count_parameters(config), "flops_per_token": flops, "precision": precision,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "matmul_ceiling_gflops": ceiling / 1e9,
         "tok_s": {k: statistics.median(v) for k, v in results.items()}, "tok_s_runs": results,
         "loss_agreement": {"steps": len(rel), "max_rel_diff": max(rel), "ours": [r["loss"] for r in ours],
                            "trainer": [r["loss"] for r in peer]},
@@ -192,7 +200,7 @@ def main() -> None:
     report["gflops"] = {k: v * flops / 1e9 for k, v in report["tok_s"].items()}
     report["fraction_of_ceiling"] = {k: v * 1e9 / ceiling for k, v in report["gflops"].items()}
     Path(args.out).write_text(json.dumps(report, indent=1))
-    print(f"| loop | tok/s (median of {args.runs}) | GFLOP/s | of bf16 ceiling ({ceiling / 1e9:.0f} GFLOP/s) |")
+    print(f"| loop | tok/s (median of {args.runs}) | GFLOP/s | of {precision} ceiling ({ceiling / 1e9:.0f} GFLOP/s) |")
     print("|---|---:|---:|---:|")
     for name in results:
         print(f"| {name} | {report['tok_s'][name]:,.0f} | {report['gflops'][name]:.1f} | {report['fraction_of_ceiling'][name]:.1%} |")

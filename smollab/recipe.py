@@ -150,7 +150,7 @@ class EvalConfig(Strict):
 
 class TrainConfig(Strict):
     seed: int = 8
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: bool = False
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = Field(1, ge=1)

@@ -14,6 +14,9 @@ from transformers import AutoModelForCausalLM
 from tests.conftest import REPO, smollab
 
 
+STAGE_ONE = [{"name": "one", "until_tokens": 4 * 1024, "mixture": {"web": 0.7, "code": 0.3}}]
+
+
 def losses(run: Path) -> list[tuple[int, float, int]]:
     return [(r["step"], r["loss"], r["data_crc"]) for r in map(json.loads, (run / "log.jsonl").read_text().splitlines())]
 
@@ -96,8 +99,16 @@ def test_log_lines_carry_stage_tokens_loss_per_source_lr_and_mfu(write_recipe, t
     assert records[-1]["tokens"] == 8 * 1024
     assert set(records[0]["loss_per_source"]) == {"web", "code"} and "math" in records[-1]["loss_per_source"]
     assert records[-1]["lr"] == 0.0 and records[1]["lr"] == pytest.approx(3e-3)
-    assert all(0 < r["mfu"] < 1 and r["tok_s"] > 0 for r in records)
+    assert all(0 < r["mfu"] < 1 and r["tok_s"] > 0 and r["precision"] == "float32" for r in records)
     assert (tmp_path / "run" / "tensorboard").is_dir()
+
+
+def test_compiled_model_and_loss_train_like_eager(write_recipe, tmp_path):
+    smollab("train", str(write_recipe("eager.yaml", out="eager", stages=STAGE_ONE)))
+    smollab("train", str(write_recipe("compiled.yaml", out="compiled", stages=STAGE_ONE, train={"compile": True})))
+    eager, compiled = losses(tmp_path / "eager"), losses(tmp_path / "compiled")
+    assert [(s, crc) for s, _, crc in compiled] == [(s, crc) for s, _, crc in eager]
+    assert [x for _, x, _ in compiled] == pytest.approx([x for _, x, _ in eager], rel=1e-4)
 
 
 def test_continued_pretraining_from_real_smollm2_lowers_loss_on_its_data(tmp_path):

@@ -4,9 +4,12 @@
 values as lm-evaluation-harness's ``LM`` (pairs of strings in, ``(logprob, is_greedy)`` out), and
 split context/continuation tokens the way lm-eval does, so scores line up item by item.
 It is faster than a plain forward pass per request because requests sharing a context (the
-choices of one question) run the context once and reuse its KV cache, and the vocabulary
-projection plus log-softmax is applied only at the continuation positions. The trade-off: a
-continuation longer than ``max_length`` minus its context cuts the shared context for all
+choices of one question) run the context once: the context and all its continuations are packed
+into one row under an attention mask that keeps the choices apart (about half the tokens lm-eval
+runs on multiple-choice tasks, in matrices as large as its own), and the vocabulary projection
+plus log-softmax is applied only at the continuation positions. The trade-offs: attention over a
+packed row costs more than over separate short rows (small next to the matmuls at these lengths),
+and a continuation longer than ``max_length`` minus its context cuts the shared context for all
 choices of that item, where lm-eval would cut each request on its own.
 """
 
@@ -102,14 +105,14 @@ class SmolLM:
     def score_tokens(self, pairs: Sequence[Pair]) -> list[tuple[float, bool]]:
         """(sum log p(continuation | context), continuation is the greedy one) per token pair.
 
-        Pairs are grouped by context; groups run longest first, ``batch_size`` contexts per
-        forward, then their continuations over the context KV cache (see ``_score_batch``)."""
+        Pairs are grouped by context; groups run longest packed row first, ``batch_size`` contexts
+        per forward (see ``_score_batch``)."""
         if any(not continuation for _, continuation in pairs):
             raise SmollabError("a loglikelihood request has an empty continuation; every choice needs some text.")
         groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, (context, _) in enumerate(pairs):
             groups[tuple(context)].append(i)
-        order = sorted(groups.items(), key=lambda g: -(len(g[0]) + max(len(pairs[i][1]) for i in g[1])))
+        order = sorted(groups.items(), key=lambda g: -(len(g[0]) + sum(len(pairs[i][1]) for i in g[1])))
         results: list[tuple[float, bool] | None] = [None] * len(pairs)
         for b in range(0, len(order), self.batch_size):
             batch = order[b:b + self.batch_size]
@@ -118,45 +121,53 @@ class SmolLM:
         return results  # type: ignore[return-value]
 
     def _score_batch(self, batch, pairs):
+        """One forward for a batch of contexts, each packed with all its continuations.
+
+        Row layout: ``context ⊕ c1[:-1] ⊕ c2[:-1] ⊕ …``; a continuation attends to the whole
+        context and causally to itself (never to its sibling choices) and takes the positions that
+        follow the context, so each sees exactly what it would see after its context alone. The
+        hidden state of the last context token predicts every continuation's first token.
+        """
         decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
         device = self.device
-        longest = [max(len(pairs[i][1]) for i in members) for _, members in batch]
-        contexts = [list(ctx)[-max(1, self.max_length - n + 1):] for (ctx, _), n in zip(batch, longest)]
-        ctx_ids, ctx_mask = _right_pad(contexts, self.pad_token, device)
-        ctx_len = ctx_mask.sum(1)
-        cache = DynamicCache()
-        hidden = decoder(input_ids=ctx_ids, attention_mask=ctx_mask, position_ids=_positions(ctx_mask),
-                         past_key_values=cache, use_cache=True).last_hidden_state
-        first = hidden[torch.arange(len(batch), device=device), ctx_len - 1]  # predicts each token 0
-        kv = [(layer.keys, layer.values) for layer in cache.layers]
-
-        # Continuations run longest first in chunks of batch_size rows, so padding stays small;
-        # each chunk attends to its own rows of the context cache.
-        rows = [(r, i) for r, (_, members) in enumerate(batch) for i in members]
-        rows.sort(key=lambda ri: -len(pairs[ri[1]][1]))
-        out = []
-        for c in range(0, len(rows), self.batch_size):
-            chunk = rows[c:c + self.batch_size]
-            owner = torch.tensor([r for r, _ in chunk], device=device)
-            targets = [pairs[i][1] for _, i in chunk]
-            states = [first[owner]]
-            if len(targets[0]) > 1:  # longest first: no later token to predict otherwise
-                chunk_cache = DynamicCache(ddp_cache_data=[(k[owner], v[owner]) for k, v in kv])
-                cont_ids, cont_mask = _right_pad([t[:-1] for t in targets], self.pad_token, device)
-                positions = ctx_len[owner, None] + torch.arange(cont_ids.shape[1], device=device)
-                states.append(decoder(input_ids=cont_ids, attention_mask=torch.cat([ctx_mask[owner], cont_mask], 1),
-                                      position_ids=positions, past_key_values=chunk_cache,
-                                      use_cache=True).last_hidden_state)
-            flat = [torch.cat([states[0][j:j + 1], states[1][j, :len(t) - 1]]) if len(t) > 1 else states[0][j:j + 1]
-                    for j, t in enumerate(targets)]
-            logprobs = F.log_softmax(head(torch.cat(flat)).float(), dim=-1)
-            offset = 0
-            for (_, i), t in zip(chunk, targets):
-                lp = logprobs[offset:offset + len(t)]
-                target = torch.tensor(t, device=device)
-                picked = lp.gather(1, target[:, None]).squeeze(1)
-                out.append((i, (float(picked.sum()), bool((lp.argmax(-1) == target).all()))))
-                offset += len(t)
+        rows, layouts = [], []
+        for context, members in batch:
+            longest = max(len(pairs[i][1]) for i in members)
+            ids = list(context)[-max(1, self.max_length - longest + 1):]
+            context_len = len(ids)
+            positions, segments, spans = list(range(context_len)), [0] * context_len, []
+            for k, i in enumerate(members, start=1):
+                tail = pairs[i][1][:-1]
+                spans.append((i, len(ids)))
+                ids += tail
+                positions += range(context_len, context_len + len(tail))
+                segments += [k] * len(tail)
+            rows.append((ids, positions, segments))
+            layouts.append((context_len, spans))
+        width = max(len(ids) for ids, _, _ in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token, device=device)
+        position_ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+        segment = torch.full((len(rows), width), -1, device=device)
+        for r, (ids, positions, segments) in enumerate(rows):
+            input_ids[r, :len(ids)] = torch.tensor(ids, device=device)
+            position_ids[r, :len(ids)] = torch.tensor(positions, device=device)
+            segment[r, :len(ids)] = torch.tensor(segments, device=device)
+        hidden = decoder(input_ids=input_ids, position_ids=position_ids,
+                         attention_mask=_packed_mask(segment)).last_hidden_state
+        states, targets = [], []
+        for r, (context_len, spans) in enumerate(layouts):
+            for i, begin in spans:
+                target = pairs[i][1]
+                states += [hidden[r, context_len - 1:context_len], hidden[r, begin:begin + len(target) - 1]]
+                targets.append((i, target))
+        logprobs = F.log_softmax(head(torch.cat(states)).float(), dim=-1)
+        out, offset = [], 0
+        for i, target in targets:
+            lp = logprobs[offset:offset + len(target)]
+            target_ids = torch.tensor(target, device=device)
+            picked = lp.gather(1, target_ids[:, None]).squeeze(1)
+            out.append((i, (float(picked.sum()), bool((lp.argmax(-1) == target_ids).all()))))
+            offset += len(target)
         return out
 
     @torch.inference_mode()
@@ -215,12 +226,15 @@ def _cut(text: str, until: tuple[str, ...]) -> str:
     return text[:min(ends)] if ends else text
 
 
-def _right_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
-    return ids, mask
+def _packed_mask(segment: torch.Tensor) -> torch.Tensor:
+    """(batch, 1, T, T) boolean attention mask of packed rows (True = attend).
 
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    return torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    ``segment`` is 0 for context tokens, k for the k-th continuation, -1 for padding. A query
+    attends to keys of the context or of its own segment that come no later in the row; padding
+    attends to itself only, so no row is fully masked.
+    """
+    index = torch.arange(segment.shape[1], device=segment.device)
+    causal = index[None, :, None] >= index[None, None, :]
+    key, query = segment[:, None, :], segment[:, :, None]
+    visible = causal & (key >= 0) & ((key == 0) | (key == query))
+    return (visible | torch.eye(segment.shape[1], dtype=torch.bool, device=segment.device))[:, None]

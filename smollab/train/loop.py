@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.tensorboard import SummaryWriter
@@ -34,14 +33,16 @@ from smollab.presets import build_config, count_parameters
 from smollab.recipe import Recipe, dump_recipe
 from smollab.tokenizer import tokenizer_for_recipe
 from smollab.train import checkpoint
+from smollab.train.loss import CausalLMLoss
 from smollab.train.parallel import (
     Runtime,
     all_reduce_sum,
     barrier,
-    compile_blocks,
+    compile_model,
     flops_per_token,
     init_runtime,
     peak_flops,
+    resolve_precision,
     shard,
 )
 from smollab.train.schedule import WSD
@@ -176,9 +177,9 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     check_geometry(recipe, config, len(tokenizer), runtime.world)
     model = build_model(recipe, config).to(runtime.device)
     model.train()
-    shard(model, runtime)
+    objective = shard(CausalLMLoss(model), runtime)
     if recipe.train.compile:
-        compile_blocks(model)
+        compile_model(objective, runtime)
     optimizer = make_optimizer(model, recipe, runtime)
 
     start_step = 0
@@ -192,7 +193,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
 
     schedule = WSD(recipe.schedule, recipe.optim.lr, sampler.total_steps)
     log = RunLog(out_dir, runtime, start_step)
-    precision = torch.bfloat16 if recipe.train.precision == "bf16" else torch.float32
+    precision = resolve_precision(recipe.train.precision, runtime.device)
     autocast = (torch.autocast(runtime.device.type, dtype=torch.bfloat16) if precision == torch.bfloat16
                 else contextlib.nullcontext())
     peak = peak_flops(runtime.device, precision) * runtime.world
@@ -218,7 +219,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
             lr = schedule.lr(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            stats = _train_step(model, sampler, step, stage, recipe, runtime, autocast)
+            stats = _train_step(objective, sampler, step, stage, recipe, runtime, autocast)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.clip or float("inf"))
             grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
             optimizer.step()
@@ -235,7 +236,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
                     "step": step, "stage": stage.name, "tokens": tokens_done, **last, "lr": lr,
                     "lr_phase": schedule.phase(step), "grad_norm": float(grad_norm), "tok_s": tok_s,
                     "flops_s": flops, "mfu": flops / peak if peak else None, "data_crc": stats["data_crc"],
-                    "params": n_params,
+                    "params": n_params, "precision": str(precision).removeprefix("torch."),
                 })
             progress.update(bar, advance=1, loss=stats["loss"])
             if _is_checkpoint_step(step + 1, recipe, sampler):
@@ -244,7 +245,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
 
 
-def _train_step(model, sampler: MixtureSampler, step: int, stage: StagePlan, recipe: Recipe, runtime: Runtime,
+def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, stage: StagePlan, recipe: Recipe, runtime: Runtime,
                 autocast) -> dict:
     """Forward/backward over this rank's micro-batches of the step; returns global loss statistics."""
     micro = recipe.batch.micro_batch
@@ -261,13 +262,12 @@ def _train_step(model, sampler: MixtureSampler, step: int, stage: StagePlan, rec
         batch = torch.from_numpy(np.stack(arrays)).to(runtime.device, non_blocking=True)
         inputs, labels = batch[:, :-1], batch[:, 1:]
         if runtime.distributed:
-            model.set_requires_gradient_sync(a == accum - 1)
+            objective.set_requires_gradient_sync(a == accum - 1)
         with autocast:
-            logits = model(input_ids=inputs).logits
-        token_loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none")
-        # Each rank's share of the global mean; FSDP averages gradients over ranks, hence × world.
-        (token_loss.sum() * (runtime.world / step_tokens)).backward()
-        sample_loss = token_loss.detach().view(len(mine), -1).sum(dim=1).double().cpu()
+            # Each rank's share of the global mean; FSDP averages gradients over ranks, hence × world.
+            loss, token_loss = objective(inputs, labels, scale=runtime.world / step_tokens)
+        loss.backward()
+        sample_loss = token_loss.view(len(mine), -1).sum(dim=1).double().cpu()
         for sample, loss, array in zip(mine, sample_loss, arrays):
             i = source_index[sample.source]
             totals[2 * i] += loss
