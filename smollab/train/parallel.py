@@ -95,7 +95,7 @@ def compile_model(objective: torch.nn.Module, runtime: Runtime) -> None:
     """``torch.compile``: the whole forward with its loss in one process, per decoder block under FSDP2.
 
     One graph lets Inductor fuse across block boundaries and into the loss (the edge a compiled HF
-    ``Trainer`` model has over per-block graphs: ~9% on the demo model); with FSDP2 each block is
+    ``Trainer`` model had over smollab's earlier per-block graphs); with FSDP2 each block is
     its own unit with gather/free hooks, and compiling per block (torchtitan's choice) keeps those
     hooks outside the graphs.
     """
