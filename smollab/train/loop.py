@@ -265,8 +265,8 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
             objective.set_requires_gradient_sync(a == accum - 1)
         with autocast:
             # Each rank's share of the global mean; FSDP averages gradients over ranks, hence × world.
-            loss, token_loss = objective(inputs, labels, scale=runtime.world / step_tokens)
-        loss.backward()
+            scaled_loss, token_loss = objective(inputs, labels, scale=runtime.world / step_tokens)
+        scaled_loss.backward()
         sample_loss = token_loss.view(len(mine), -1).sum(dim=1).double().cpu()
         for sample, loss, array in zip(mine, sample_loss, arrays):
             i = source_index[sample.source]
