@@ -21,6 +21,7 @@ import torch
 from smollab import pretrained
 from smollab.eval.evaluate import select_rows
 from smollab.eval.harness import SmolLM
+from smollab.eval.metrics import argmax
 from smollab.eval.tasks import TASKS
 
 TASK_NAMES = ["hellaswag", "arc_easy", "arc_challenge", "piqa"]
@@ -85,9 +86,7 @@ def load_smollab_samples(path: Path, items: dict[str, list[dict]]) -> dict[str, 
 
 def predictions(logliks: list[float], choices: list[str]) -> tuple[int, int]:
     """(acc, acc_norm) predictions under lm-eval's rules (normalised by the choice's character length)."""
-    raw = max(range(len(logliks)), key=lambda i: logliks[i])
-    norm = max(range(len(logliks)), key=lambda i: logliks[i] / len(choices[i]))
-    return raw, norm
+    return argmax(logliks), argmax([ll / len(c) for ll, c in zip(logliks, choices)])
 
 
 def compare(items, ours, theirs) -> dict:

@@ -75,8 +75,6 @@ def train(
         console.print(f"final loss {result.final_loss:.4f}; HF model at {result.hf_dir}")
 
 
-
-
 @app.command(epilog="Example: smollab demo --out runs/demo")
 def demo(
     out: str = typer.Option(None, help="run directory (default runs/demo)"),

@@ -76,8 +76,8 @@ def results_table(results: dict) -> Table:
     for column in ("task", "metric", "value", "± stderr", "items"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for name, task in results["tasks"].items():
-        metric, value = headline(task["metrics"])
-        stderr = task["metrics"][metric]["stderr"]
+        metric = headline(task["metrics"])
+        value, stderr = task["metrics"][metric]["value"], task["metrics"][metric]["stderr"]
         table.add_row(name, metric, f"{100 * value:.1f}", "" if stderr is None else f"{100 * stderr:.1f}",
                       str(task["items"]))
     for name, metrics in results["averages"].items():

@@ -135,10 +135,9 @@ def _averages(tasks: dict) -> dict:
     return {}
 
 
-def headline(metrics: dict) -> tuple[str, float]:
-    """The metric a table shows for a task: acc_norm for choices, else the first one."""
-    name = "acc_norm" if "acc_norm" in metrics else next(iter(metrics))
-    return name, metrics[name]["value"]
+def headline(metrics: dict) -> str:
+    """The metric a summary shows for a task: acc_norm for choices, else the first one."""
+    return "acc_norm" if "acc_norm" in metrics else next(iter(metrics))
 
 
 def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, stage: str, step: int,

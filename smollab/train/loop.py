@@ -196,6 +196,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     precision = resolve_precision(recipe.train.precision, runtime.device)
     autocast = (torch.autocast(runtime.device.type, dtype=torch.bfloat16) if precision == torch.bfloat16
                 else contextlib.nullcontext())
+    precision_name = str(precision).removeprefix("torch.")
     peak = peak_flops(runtime.device, precision) * runtime.world
     n_params = count_parameters(config)
     current_stage: StagePlan | None = None
@@ -236,7 +237,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
                     "step": step, "stage": stage.name, "tokens": tokens_done, **last, "lr": lr,
                     "lr_phase": schedule.phase(step), "grad_norm": float(grad_norm), "tok_s": tok_s,
                     "flops_s": flops, "mfu": flops / peak if peak else None, "data_crc": stats["data_crc"],
-                    "params": n_params, "precision": str(precision).removeprefix("torch."),
+                    "params": n_params, "precision": precision_name,
                 })
             progress.update(bar, advance=1, loss=stats["loss"])
             if _is_checkpoint_step(step + 1, recipe, sampler):
@@ -305,10 +306,10 @@ def _evaluate_export(hf_dir: Path, tokenizer, recipe: Recipe, meta: dict, step: 
     Scoring the export rather than the live (possibly sharded) model keeps training state and RNG
     untouched by construction and checks the export on every checkpoint; the cost is one load.
     """
-    from smollab.eval.evaluate import run_in_loop
+    from smollab.eval.evaluate import headline, run_in_loop
 
     model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).to(runtime.device)
     line = run_in_loop(model, tokenizer, recipe.eval, tokens=meta["tokens"], stage=meta["stage"], step=step,
                        out_path=recipe.out_dir / "evals.jsonl")
-    scores = {task: m.get("acc_norm", next(iter(m.values()))) for task, m in line["metrics"].items()}
+    scores = {task: m[headline(m)] for task, m in line["metrics"].items()}
     console.print(f"eval @ step {step}: " + ", ".join(f"{task} {v:.3f}" for task, v in scores.items()))
