@@ -148,12 +148,19 @@ class EvalConfig(Strict):
     batch_size: int = 8
 
 
+class ProfileWindow(Strict):
+    start_step: int = Field(ge=0, description="first profiled step (after compilation warm-up)")
+    steps: int = Field(2, ge=1)
+
+
 class TrainConfig(Strict):
     seed: int = 8
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: bool = False
+    deterministic: Literal["auto"] | bool = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = Field(1, ge=1)
+    profile: ProfileWindow | None = None
 
 
 class Recipe(Strict):

@@ -75,9 +75,9 @@ def write_recipe(tmp_path, shards):
     return write
 
 
-def smollab(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+def smollab(*args: str, check: bool = True, threads: int = 1, **kwargs) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh process, as a user would."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     result = subprocess.run([sys.executable, "-m", "smollab", *args], capture_output=True, text=True, env=env,
                             cwd=REPO, **kwargs)
     if check and result.returncode != 0:

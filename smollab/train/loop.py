@@ -44,7 +44,9 @@ from smollab.train.parallel import (
     peak_flops,
     resolve_precision,
     shard,
+    use_deterministic_kernels,
 )
+from smollab.train.profile import StepProfiler
 from smollab.train.schedule import WSD
 
 console = Console(stderr=True)
@@ -157,6 +159,7 @@ def _is_checkpoint_step(done: int, recipe: Recipe, sampler: MixtureSampler) -> b
 
 def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     runtime = init_runtime(recipe.train.device)
+    use_deterministic_kernels(recipe.train.deterministic, runtime.device)
     out_dir = recipe.out_dir
     ckpt_root = out_dir / "checkpoints"
     if runtime.is_main:
@@ -202,6 +205,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     current_stage: StagePlan | None = None
     last = {"loss": float("nan"), "loss_per_source": {}}
     hf_dir = None
+    profiler = StepProfiler(recipe.train.profile, out_dir / "profile", runtime.rank, runtime.device)
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
@@ -216,6 +220,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
                     set_rope_theta(model, theta)
                 current_stage = stage
                 progress.update(bar, description=f"train [{stage.name}]")
+            profiler.step_begins(step)
             started = time.perf_counter()
             lr = schedule.lr(step)
             for group in optimizer.param_groups:
@@ -228,6 +233,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
             if runtime.device.type == "cuda":
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - started
+            profiler.step_ended(step, elapsed, recipe.batch.tokens_per_step)
             tokens_done = (step + 1) * recipe.batch.tokens_per_step
             tok_s = recipe.batch.tokens_per_step / elapsed
             flops = flops_per_token(model.config, stage.seq_len) * tok_s
@@ -242,6 +248,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
             progress.update(bar, advance=1, loss=stats["loss"])
             if _is_checkpoint_step(step + 1, recipe, sampler):
                 hf_dir = _checkpoint_and_export(step + 1, model, optimizer, tokenizer, sampler, recipe, runtime, ckpt_root)
+    profiler.close()
     log.close()
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
 
@@ -257,6 +264,7 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
     source_index = {name: i for i, name in enumerate(stage.sources)}
     # [loss sum, token count] per source, plus the data fingerprint; reduced over ranks once per step
     totals = torch.zeros(len(stage.sources) * 2 + 1, dtype=torch.float64)
+    mine_all, sample_losses = [], []
     for a in range(accum):
         mine = samples[a * per_pass + runtime.rank * micro: a * per_pass + (runtime.rank + 1) * micro]
         arrays = [sampler.tokens(s) for s in mine]
@@ -268,12 +276,13 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
             # Each rank's share of the global mean; FSDP averages gradients over ranks, hence × world.
             scaled_loss, token_loss = objective(inputs, labels, scale=runtime.world / step_tokens)
         scaled_loss.backward()
-        sample_loss = token_loss.view(len(mine), -1).sum(dim=1).double().cpu()
-        for sample, loss, array in zip(mine, sample_loss, arrays):
-            i = source_index[sample.source]
-            totals[2 * i] += loss
-            totals[2 * i + 1] += stage.seq_len
-            totals[-1] += zlib.crc32(array.tobytes())
+        sample_losses.append(token_loss.view(len(mine), -1).sum(dim=1))  # stays on the device: no sync
+        mine_all += mine
+        totals[-1] += sum(zlib.crc32(array.tobytes()) for array in arrays)
+    for sample, loss in zip(mine_all, torch.cat(sample_losses).double().cpu()):  # one device sync per step
+        i = source_index[sample.source]
+        totals[2 * i] += loss
+        totals[2 * i + 1] += stage.seq_len
     all_reduce_sum(totals, runtime)
     sums, counts = totals[:-1:2], totals[1:-1:2]
     return {

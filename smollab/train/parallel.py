@@ -79,6 +79,24 @@ def resolve_precision(requested: str, device: torch.device) -> torch.dtype:
     return torch.bfloat16
 
 
+def use_deterministic_kernels(requested: str | bool, device: torch.device) -> bool:
+    """``train.deterministic`` → whether run-to-run reproducible kernels are on; applies the choice.
+
+    Compiled training on a multi-threaded CPU is otherwise not bit-reproducible: Inductor scatters the
+    embedding gradient with atomic adds whose order varies, so two identical runs drift apart in
+    the last bits from the second step and a resumed run cannot retrace the original. In
+    deterministic mode Inductor falls back to the sorted ``index_put`` for that op, at no measurable
+    cost on CPU (bench/RESULTS.md), so ``auto`` turns it on for CPUs. On GPUs ``auto`` leaves it
+    off: deterministic cuBLAS workspaces and attention backward cost speed there. Ops without a
+    deterministic kernel warn instead of stopping a long run.
+    """
+    enabled = requested is True or (requested == "auto" and device.type == "cpu")
+    if enabled and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    return enabled
+
+
 def shard(objective: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
     """FSDP2: one unit per decoder block, then the root (model + loss). A no-op for a single process."""
     if not runtime.distributed:
