@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from smollab.recipe import ProfileWindow
@@ -40,12 +41,14 @@ def time_breakdown(events, wall_s: float, device_type: str) -> dict:
     """Seconds per bucket from ``profile.key_averages()``, plus ``outside_ops`` = wall − all op time.
 
     Self times partition the profiled time (nested ops count once), on the device that computes:
-    CPU self time on a CPU, kernel time on a GPU (there ``outside_ops`` is time the GPU sat idle).
+    CPU self time on a CPU; on a GPU, the time of the kernels each host op launched (the kernel
+    events themselves are skipped, as they repeat that time), and ``outside_ops`` is GPU idle time.
     """
     attribute = _self_time(device_type)
     seconds = dict.fromkeys(BUCKETS, 0.0)
     for event in events:
-        seconds[bucket_of(event.key)] += getattr(event, attribute) / 1e6
+        if event.device_type == DeviceType.CPU:
+            seconds[bucket_of(event.key)] += getattr(event, attribute) / 1e6
     seconds["outside_ops"] = max(wall_s - sum(seconds.values()), 0.0)
     return {"wall_s": wall_s, **seconds}
 
