@@ -75,10 +75,17 @@ def write_recipe(tmp_path, shards):
     return write
 
 
-def smollab(*args: str, check: bool = True, threads: int = 1, **kwargs) -> subprocess.CompletedProcess:
-    """Run the CLI in a fresh process, as a user would."""
+def python(torchrun: int = 0) -> list[str]:
+    """The interpreter, or ``torchrun`` with that many local ranks (gloo on CPU)."""
+    if not torchrun:
+        return [sys.executable]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(torchrun), "--master_port", "29533"]
+
+
+def smollab(*args: str, check: bool = True, threads: int = 1, torchrun: int = 0, **kwargs) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh process (or ``torchrun`` ranks), as a user would."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    result = subprocess.run([sys.executable, "-m", "smollab", *args], capture_output=True, text=True, env=env,
+    result = subprocess.run([*python(torchrun), "-m", "smollab", *args], capture_output=True, text=True, env=env,
                             cwd=REPO, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(f"smollab {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")

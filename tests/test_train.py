@@ -3,7 +3,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tests.conftest import REPO, smollab
+from tests.conftest import REPO, python, smollab
 
 
 STAGE_ONE = [{"name": "one", "until_tokens": 4 * 1024, "mixture": {"web": 0.7, "code": 0.3}}]
@@ -22,10 +21,8 @@ def losses(run: Path) -> list[tuple[int, float, int]]:
 
 
 def killed(mode: str, step: int, *args: str, torchrun: int = 0) -> None:
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(torchrun), "--master_port", "29533"]
-                if torchrun else [sys.executable])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([*launcher, "tests/killpoint.py", mode, str(step), *args], cwd=REPO, env=env,
+    result = subprocess.run([*python(torchrun), "tests/killpoint.py", mode, str(step), *args], cwd=REPO, env=env,
                             capture_output=True, text=True)
     assert result.returncode != 0, "the process was meant to be killed"
     if not torchrun:
@@ -68,6 +65,14 @@ def test_elastic_resume_two_fsdp_ranks_then_one_continues_the_same_samples(write
     a, b = losses(tmp_path / "straight"), losses(tmp_path / "elastic")
     assert [(s, crc) for s, _, crc in a] == [(s, crc) for s, _, crc in b]  # same global sample sequence
     assert [x for _, x, _ in b] == pytest.approx([x for _, x, _ in a], rel=1e-4)  # same optimisation
+
+
+def test_fsdp2_ranks_with_compiled_blocks_train_like_one_eager_process(write_recipe, tmp_path):
+    smollab("train", str(write_recipe("eager.yaml", out="eager", stages=STAGE_ONE)))
+    smollab("train", str(write_recipe("sharded.yaml", out="sharded", stages=STAGE_ONE, train={"compile": True})), torchrun=2)
+    eager, sharded = losses(tmp_path / "eager"), losses(tmp_path / "sharded")
+    assert [(s, crc) for s, _, crc in sharded] == [(s, crc) for s, _, crc in eager]
+    assert [x for _, x, _ in sharded] == pytest.approx([x for _, x, _ in eager], rel=1e-4)
 
 
 def test_hf_export_loads_with_automodel_and_matches_training_logits(write_recipe, tmp_path):
