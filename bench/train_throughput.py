@@ -117,7 +117,7 @@ def run_trainer(work: Path, steps: int, precision: str, compile_: bool, constant
     )
     log: list[dict] = []
     window = ProfileWindow(start_step=profile_from, steps=PROFILED_STEPS) if profile_from is not None else None
-    profiler = StepProfiler(window, recipe.out_dir / "profile", 0, torch.device("cpu"))
+    profiler = StepProfiler(window, recipe.out_dir / "profile", 0, torch.device("cpu"), recipe.batch.tokens_per_step)
 
     class StepClock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
@@ -126,7 +126,7 @@ def run_trainer(work: Path, steps: int, precision: str, compile_: bool, constant
 
         def on_step_end(self, args, state, control, **kwargs):
             elapsed = time.perf_counter() - self.started
-            profiler.step_ended(state.global_step - 1, elapsed, recipe.batch.tokens_per_step)
+            profiler.step_ended(state.global_step - 1, elapsed)
             log.append({"step": state.global_step - 1, "tok_s": recipe.batch.tokens_per_step / elapsed})
 
         def on_log(self, args, state, control, logs=None, **kwargs):

@@ -205,7 +205,8 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     current_stage: StagePlan | None = None
     last = {"loss": float("nan"), "loss_per_source": {}}
     hf_dir = None
-    profiler = StepProfiler(recipe.train.profile, out_dir / "profile", runtime.rank, runtime.device)
+    profiler = StepProfiler(recipe.train.profile, out_dir / "profile", runtime.rank, runtime.device,
+                            recipe.batch.tokens_per_step)
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
@@ -233,7 +234,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
             if runtime.device.type == "cuda":
                 torch.cuda.synchronize()
             elapsed = time.perf_counter() - started
-            profiler.step_ended(step, elapsed, recipe.batch.tokens_per_step)
+            _report(profiler.step_ended(step, elapsed), runtime)
             tokens_done = (step + 1) * recipe.batch.tokens_per_step
             tok_s = recipe.batch.tokens_per_step / elapsed
             flops = flops_per_token(model.config, stage.seq_len) * tok_s
@@ -248,9 +249,14 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
             progress.update(bar, advance=1, loss=stats["loss"])
             if _is_checkpoint_step(step + 1, recipe, sampler):
                 hf_dir = _checkpoint_and_export(step + 1, model, optimizer, tokenizer, sampler, recipe, runtime, ckpt_root)
-    profiler.close()
+    _report(profiler.close(), runtime)
     log.close()
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
+
+
+def _report(line: str | None, runtime: Runtime) -> None:
+    if line and runtime.is_main:
+        console.print(line)
 
 
 def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, stage: StagePlan, recipe: Recipe, runtime: Runtime,

@@ -71,16 +71,17 @@ def resolve_precision(requested: str, device: torch.device) -> torch.dtype:
     0.2 s in fp32); the price is that the same recipe may compute in different precisions on
     different machines, which is why the loop logs the resolved precision on every step.
     """
-    if requested == "fp32" or (requested == "auto" and not native_bf16(device)):
+    native = native_bf16(device)
+    if requested == "fp32" or (requested == "auto" and not native):
         return torch.float32
-    if not native_bf16(device):
+    if not native:
         warnings.warn(f"train.precision: bf16 on a {device.type} without native bf16 runs orders of magnitude "
                       "slower than fp32; set train.precision=auto or fp32", stacklevel=2)
     return torch.bfloat16
 
 
-def use_deterministic_kernels(requested: str | bool, device: torch.device) -> bool:
-    """``train.deterministic`` → whether run-to-run reproducible kernels are on; applies the choice.
+def use_deterministic_kernels(requested: str | bool, device: torch.device) -> None:
+    """``train.deterministic`` → turn run-to-run reproducible kernels on or off.
 
     Compiled training on a multi-threaded CPU is otherwise not bit-reproducible: Inductor scatters the
     embedding gradient with atomic adds whose order varies, so two identical runs drift apart in
@@ -94,7 +95,6 @@ def use_deterministic_kernels(requested: str | bool, device: torch.device) -> bo
     if enabled and device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
     torch.use_deterministic_algorithms(enabled, warn_only=True)
-    return enabled
 
 
 def shard(objective: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:

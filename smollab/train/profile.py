@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
@@ -23,7 +22,6 @@ from smollab.recipe import ProfileWindow
 
 GEMM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::addbmm"})
 BUCKETS = ("gemm", "attention", "compiled_kernels", "other_ops")
-console = Console(stderr=True)
 
 
 def bucket_of(name: str) -> str:
@@ -64,13 +62,17 @@ def summary_line(breakdown: dict) -> str:
 
 
 class StepProfiler:
-    """Starts the profiler before step ``start_step`` and reports after ``steps`` steps; idle otherwise."""
+    """Starts the profiler before step ``start_step`` and reports after ``steps`` steps; idle otherwise.
 
-    def __init__(self, window: ProfileWindow | None, out_dir: Path, rank: int, device: torch.device):
+    The caller prints: ``step_ended`` and ``close`` return the one-line report when they write one.
+    """
+
+    def __init__(self, window: ProfileWindow | None, out_dir: Path, rank: int, device: torch.device,
+                 tokens_per_step: int):
         self.window, self.out_dir, self.rank, self.device = window, out_dir, rank, device
+        self.tokens_per_step = tokens_per_step
         self.profiler: profile | None = None
         self.wall_s = 0.0
-        self.tokens = 0
         self.last_step = -1
 
     def step_begins(self, step: int) -> None:
@@ -79,19 +81,17 @@ class StepProfiler:
             self.profiler = profile(activities=activities, record_shapes=True)
             self.profiler.start()
 
-    def step_ended(self, step: int, elapsed_s: float, tokens: int) -> None:
+    def step_ended(self, step: int, elapsed_s: float) -> str | None:
         if self.profiler is None:
-            return
+            return None
         self.wall_s += elapsed_s
-        self.tokens += tokens
         self.last_step = step
-        if step + 1 == self.window.start_step + self.window.steps:
-            self.close()
+        return self.close() if step + 1 == self.window.start_step + self.window.steps else None
 
-    def close(self) -> None:
+    def close(self) -> str | None:
         """Write the window's report: after its last step, or early when training ends inside it."""
         if self.profiler is None:
-            return
+            return None
         self.profiler.stop()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         events = self.profiler.key_averages()
@@ -99,9 +99,9 @@ class StepProfiler:
         (self.out_dir / f"ops-{suffix}.txt").write_text(events.table(sort_by=_self_time(self.device.type), row_limit=40))
         self.profiler.export_chrome_trace(str(self.out_dir / f"trace-{suffix}.json"))
         breakdown = time_breakdown(events, self.wall_s, self.device.type)
-        summary = {"steps": [self.window.start_step, self.last_step], "tokens": self.tokens, **breakdown}
+        steps = self.last_step - self.window.start_step + 1
+        summary = {"steps": [self.window.start_step, self.last_step], "tokens": steps * self.tokens_per_step, **breakdown}
         (self.out_dir / f"summary-{suffix}.json").write_text(json.dumps(summary, indent=1))
-        if self.rank == 0:
-            console.print(f"profile of steps {self.window.start_step}–{self.last_step}: {summary_line(breakdown)}; "
-                          f"trace and op table in {self.out_dir}")
         self.profiler = None
+        return (f"profile of steps {self.window.start_step}–{self.last_step}: {summary_line(breakdown)}; "
+                f"trace and op table in {self.out_dir}")
