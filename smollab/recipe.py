@@ -157,7 +157,7 @@ class TrainConfig(Strict):
     seed: int = 8
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: bool = False
-    deterministic: Literal["auto"] | bool = "auto"
+    deterministic: Literal["auto", True, False] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = Field(1, ge=1)
     profile: ProfileWindow | None = None
