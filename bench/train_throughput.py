@@ -71,7 +71,7 @@ def run_smollab(work: Path, steps: int, precision: str, compile_: bool, constant
     from smollab.train.loop import train
 
     recipe = bench_recipe(work, steps, precision, compile_, constant_lr, profile_from, extra)
-    train(recipe)
+    train(recipe, overwrite=True)  # every timed run starts from scratch in the same work directory
     return [json.loads(line) for line in (recipe.out_dir / "log.jsonl").read_text().splitlines()]
 
 

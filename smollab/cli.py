@@ -56,7 +56,9 @@ def train(
     recipe: str = typer.Argument(..., help="recipe YAML"),
     overrides: list[str] = typer.Argument(None, help="dotted overrides, e.g. optim.lr=3e-4 stages.0.mixture.web=0.6"),
     out: str = typer.Option(None, help="run directory (default: the recipe's out, or runs/<name>)"),
-    resume: bool = typer.Option(False, help="continue from the newest complete checkpoint"),
+    resume: bool = typer.Option(False, help="continue from the newest intact checkpoint"),
+    overwrite: bool = typer.Option(False, help="delete the run directory's log, checkpoints, exports and evals, "
+                                   "then start over (shards and tokenizer are kept)"),
     dry_run: bool = typer.Option(False, help="validate and print the stage table; touch no data"),
 ) -> None:
     """Pretrain a recipe: staged mixtures, WSD, checkpoints + HF export (FSDP2 under torchrun)."""
@@ -70,9 +72,9 @@ def train(
         return
     from smollab.train.loop import train as run_training
 
-    result = run_training(loaded, resume=resume)
+    result = run_training(loaded, resume=resume, overwrite=overwrite)
     if result.hf_dir:
-        console.print(f"final loss {result.final_loss:.4f}; HF model at {result.hf_dir}")
+        console.print(f"final loss {result.final_loss:.4f}; HF model at {result.hf_dir}", soft_wrap=True, highlight=False)
 
 
 @app.command(epilog="Example: smollab demo --out runs/demo")

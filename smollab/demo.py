@@ -35,7 +35,7 @@ def run_demo(out: Path | None, overrides: list[str], console: Console) -> dict:
     tokenize_recipe(recipe, workers=2, console=console)
     timings["tokenize"] = time.perf_counter() - started
     started = time.perf_counter()
-    result = train(recipe, resume=False)
+    result = train(recipe, overwrite=True)  # the demo always runs from the start: a re-run replaces the last one
     timings["train"] = time.perf_counter() - started
 
     sampler = MixtureSampler(recipe, load_streams(recipe.shards_dir, sorted({s for st in recipe.stages for s in st.mixture})))

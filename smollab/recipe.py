@@ -87,6 +87,10 @@ class SourceConfig(Strict):
     bundled: str | None = Field(None, description="name of a sample in smollab/assets/pretrain")
     text: str = "text"
     template: str | None = Field(None, description="format string over record fields, e.g. '{question}\\n{answer}'")
+    text_join: str | None = Field(None, description="join a text field that is a list of strings with this; None items are dropped")
+    where: dict[str, str | int | float | bool | list[str | int | float | bool]] | None = Field(
+        None, description="keep only records whose dotted field equals the value (or is in the list)"
+    )
     limit: int | None = Field(None, ge=1, description="read at most this many documents")
     max_epochs: float = Field(4.0, gt=0, description="warn when the sampler repeats the source more")
 
@@ -95,6 +99,8 @@ class SourceConfig(Strict):
         given = [k for k in ("hf", "files", "bundled") if getattr(self, k)]
         if len(given) != 1:
             raise ValueError(f"give exactly one of hf, files, bundled (got {given or 'none'})")
+        if self.text_join is not None and self.template is not None:
+            raise ValueError("text_join joins the list in the text field; a template formats fields itself, drop one of them")
         return self
 
 
@@ -144,8 +150,10 @@ class CheckpointConfig(Strict):
 
 class EvalConfig(Strict):
     tasks: list[str] = []
-    limit: int | None = 100
-    batch_size: int = 8
+    limit: int | None = Field(100, ge=1, description="first N rows of each task; null: all")
+    batch_size: int = Field(8, ge=1)
+    allow_unisolated_code: bool = Field(False, description="run generated code (humaneval) where the sandbox cannot "
+                                        "cut it off the network; refused by default")
 
 
 class ProfileWindow(Strict):
@@ -187,6 +195,11 @@ class Recipe(Strict):
                 relative = _parse_count(boundary[1:])
                 if not isinstance(relative, int):
                     raise ValueError(f"stages.{i}.until_tokens: cannot read '{boundary}'; write e.g. 6e12 or +75e9")
+                if relative <= 0:
+                    raise ValueError(
+                        f"stages.{i}.until_tokens: '{boundary}' adds {relative:,} tokens to the previous boundary "
+                        f"{previous:,}; a relative boundary must add a positive count, e.g. +75e9"
+                    )
                 boundary = stage.until_tokens = previous + relative
             if boundary <= previous:
                 raise ValueError(
@@ -212,6 +225,11 @@ class Recipe(Strict):
     def out_dir(self) -> Path:
         return Path(self.out or f"runs/{self.name}")
 
+    def check_out_dir(self) -> None:
+        """The run directory may be missing (it is created) but not a file."""
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise SmollabError(f"--out {self.out_dir} is a file, not a directory; give a directory path for the run")
+
     @property
     def shards_dir(self) -> Path:
         return Path(self.data.shards_dir) if self.data.shards_dir else self.out_dir / "shards"
@@ -221,11 +239,31 @@ def _check_mixture(where: str, mixture: dict[str, float], sources: dict[str, Sou
     for name, share in mixture.items():
         if name not in sources:
             raise ValueError(f"{where}: unknown source '{name}'; define it under data.sources or fix the name ({', '.join(sources)})")
-        if share < 0:
-            raise ValueError(f"{where}.{name}: share {share} is negative; shares are token fractions in [0, 1]")
+        if not math.isfinite(share) or share < 0:
+            what = "is negative" if share < 0 else "is not a finite number"
+            raise ValueError(f"{where}.{name}: share {share} {what}; shares are token fractions in [0, 1]")
     total = sum(mixture.values())
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"{where}: shares sum to {total:g}, not 1; scale them so they add up to 1")
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML that keeps ``+N`` as written: YAML reads ``+75000`` as the integer 75000, which would turn a
+    relative stage boundary into an absolute one; pydantic still reads the string as a number elsewhere."""
+
+
+def _signed_as_text(constructor):
+    def construct(loader, node):
+        return node.value if node.value.startswith("+") else constructor(loader, node)
+    return construct
+
+
+_RecipeLoader.add_constructor("tag:yaml.org,2002:int", _signed_as_text(yaml.SafeLoader.construct_yaml_int))
+_RecipeLoader.add_constructor("tag:yaml.org,2002:float", _signed_as_text(yaml.SafeLoader.construct_yaml_float))
+
+
+def parse_yaml(text: str):
+    return yaml.load(text, Loader=_RecipeLoader)
 
 
 def apply_overrides(tree: dict, overrides: list[str]) -> dict:
@@ -239,7 +277,7 @@ def apply_overrides(tree: dict, overrides: list[str]) -> dict:
         for depth, key in enumerate(keys[:-1]):
             node = _child(node, key, ".".join(keys[: depth + 1]), create=True)
         last = keys[-1]
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw)
         if isinstance(node, list):
             node[_index(node, last, path)] = value
         else:
@@ -278,18 +316,30 @@ def format_validation_error(source: str, err: ValidationError) -> str:
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read, override and validate a recipe; any problem is one ``SmollabError`` line."""
     path = Path(path)
+    tree = read_tree(path, "name, data, stages")
+    apply_overrides(tree, overrides or [])
+    return validate_tree(tree, str(path))
+
+
+def read_tree(path: Path, sections: str, example: str = "recipes/") -> dict:
+    """The raw YAML mapping of a recipe file; a missing, unreadable or malformed file is one SmollabError line."""
     if not path.exists():
-        raise SmollabError(f"recipe {path} does not exist; pass the path of a YAML recipe (see recipes/)")
+        raise SmollabError(f"recipe {path} does not exist; pass the path of a YAML recipe (see {example})")
+    if not path.is_file():
+        raise SmollabError(f"recipe {path} is a directory, not a file; pass the path of a YAML recipe (see {example})")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = parse_yaml(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise SmollabError(f"{path}: byte {err.start} is not UTF-8 text; a recipe is a UTF-8 YAML file, re-save it as UTF-8") from None
+    except OSError as err:
+        raise SmollabError(f"recipe {path} cannot be read ({err.strerror}); check its permissions") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
         raise SmollabError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
     if not isinstance(tree, dict):
-        raise SmollabError(f"{path}: a recipe is a YAML mapping with name, data, stages; found {type(tree).__name__}")
-    apply_overrides(tree, overrides or [])
-    return validate_tree(tree, str(path))
+        raise SmollabError(f"{path}: a recipe is a YAML mapping with {sections}; found {type(tree).__name__}")
+    return tree
 
 
 def validate_tree(tree: dict, source: str = "recipe") -> Recipe:

@@ -40,6 +40,9 @@ def test_token_counts_accept_yaml_friendly_and_relative_forms():
         (["stages.1.until_tokens=5e5"], "stages.1.until_tokens: 500,000 is not above the previous boundary 1,000,000"),
         (["batch.tokens_per_step=1000"], "batch.tokens_per_step: 1,000 is not divisible by seq_len × micro_batch"),
         (["optim.lrr=1"], "optim.lrr: unknown field"),
+        (["stages.0.mixture.web=nan"], "stages.0.mixture.web: share nan is not a finite number"),
+        (["stages.0.mixture.web=.inf", "stages.0.mixture.code=-.inf"], "stages.0.mixture.web: share inf is not a finite number"),
+        (["stages.1.until_tokens=+0"], "stages.1.until_tokens: '+0' adds 0 tokens to the previous boundary 1,000,000"),
     ],
 )
 def test_invalid_recipes_fail_with_one_line_naming_field_and_fix(overrides, expected):
@@ -69,5 +72,59 @@ def test_shipped_recipes_validate_and_dry_run_without_data():
     for name in ("smollm2-135m", "smollm2-360m", "smollm2-1.7b", "demo"):
         load_recipe(REPO / "recipes" / f"{name}.yaml")
     result = smollab("train", "recipes/smollm2-1.7b.yaml", "--dry-run")
-    for stage in ("stable-1", "stable-2", "stable-3", "decay", "1,711,376,384", "decay@4,720,688"):
+    for stage in ("stable-1", "stable-2", "stable-3", "decay", "1,711,376,384", "5,240,000", "decay@4,716,000"):
         assert stage in result.stdout
+
+
+@pytest.mark.parametrize("name, steps, decay_start", [
+    ("smollm2-1.7b", 5_240_000, 4_716_000),  # nanotron: train_steps 5,240,000, decay from 4,716,000
+    ("smollm2-360m", 2_600_000, 2_080_000),
+    ("smollm2-135m", 2_000_000, 1_600_000),
+])
+def test_shipped_recipes_run_nanotrons_steps_and_decay_start(name, steps, decay_start):
+    from smollab.train.plan import stage_rows
+
+    from smollab.train.schedule import WSD
+
+    recipe = load_recipe(REPO / "recipes" / f"{name}.yaml")
+    assert stage_rows(recipe)[-1]["steps"][1] == steps
+    assert WSD(recipe.schedule, recipe.optim.lr, steps).decay_start == decay_start
+
+
+def test_dry_run_counts_parameters_with_the_recipes_tokenizer(tmp_path):
+    import yaml
+
+    tree = copy.deepcopy(BASE) | {"model": {"preset": "micro"}, "tokenizer": {"source": "smollm2"}}
+    (tmp_path / "micro.yaml").write_text(yaml.safe_dump(tree))
+    result = smollab("train", str(tmp_path / "micro.yaml"), "--dry-run")
+    # micro with its own 8,192-token vocab has 622,912 parameters; with SmolLM2's 49,152 tokens, 3,244,352
+    assert "3,244,352 parameters" in result.stdout.replace("\n", " ")
+
+
+def test_relative_boundaries_stay_relative_when_yaml_would_read_them_as_integers(tmp_path):
+    import yaml
+
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(BASE).replace("until_tokens: +1e6", "until_tokens: +1000000"))
+    assert "+1000000" in (tmp_path / "r.yaml").read_text()
+    assert load_recipe(tmp_path / "r.yaml").total_tokens == 2_000_000
+    assert load_recipe(tmp_path / "r.yaml", ["stages.1.until_tokens=+500"]).total_tokens == 1_000_500
+
+
+def test_a_recipe_that_is_a_directory_or_not_utf8_is_one_line_for_every_verb(tmp_path):
+    (tmp_path / "dir.yaml").mkdir()
+    (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    for bad, expected in (("dir.yaml", "is a directory, not a file"), ("latin1.yaml", "is not UTF-8 text")):
+        # train and tokenize read recipes through the first, curate through the second
+        for verb in ("train", "curate"):
+            result = smollab(verb, str(tmp_path / bad), check=False)
+            lines = [line for line in result.stderr.splitlines() if line.strip()]
+            assert result.returncode == 2 and len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_the_17b_recipe_takes_stage_3_code_and_infimm_text_as_the_paper_describes():
+    recipe = load_recipe(REPO / "recipes" / "smollm2-1.7b.yaml")
+    stage_3 = recipe.stages[2].mixture
+    assert {"stack_edu", "starcoder2_small_langs", "jupyter"} <= set(stage_3) and "starcoderdata" not in stage_3
+    assert sum(stage_3[s] for s in ("stack_edu", "starcoder2_small_langs", "jupyter")) == pytest.approx(0.16)
+    infimm = recipe.data.sources["infimm_webmath"]
+    assert infimm.where == {"metadata.ft_lang_label": "__label__en"} and infimm.text == "text_list" and infimm.text_join

@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from smollab.data.shards import tokenize_command
 from smollab.errors import SmollabError
 from smollab.recipe import Recipe
 
@@ -174,7 +175,7 @@ class MixtureSampler:
         for plan in self.stages:
             for source in plan.sources:
                 if source not in streams:
-                    raise SmollabError(f"source '{source}' has no token shards; run `smollab tokenize` on the recipe first")
+                    raise SmollabError(f"source '{source}' has no token shards; run `{tokenize_command(recipe.shards_dir)}` first")
                 n = (streams[source].num_tokens - 1) // plan.seq_len
                 if n < 1:
                     raise SmollabError(

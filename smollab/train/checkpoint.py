@@ -7,10 +7,18 @@ tensors by fully-qualified name with their global shapes, so a run saved by N FS
 into M ranks (or one plain process). The loop position is a single integer (the next step): the
 sampler and the LR schedule are pure functions of it. The HF export gathers a full state dict onto
 rank 0 and writes ``save_pretrained`` + tokenizer, published the same atomic way.
+
+A published checkpoint can still be damaged later (a file deleted, a copy truncated), so
+``meta.json`` records the byte size of every file DCP wrote, and resuming checks the sizes before
+loading and falls back to the newest checkpoint that passes. Sizes catch deletion and truncation
+at the cost of a ``stat`` per file; a checksum would also catch bytes flipped in place but would
+read the whole checkpoint (tens of GB at 1.7B) on every resume, so it is left out.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import random
 import re
@@ -28,7 +36,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from transformers import LlamaForCausalLM
+from transformers.utils import logging as hf_logging
 
+from smollab.errors import SmollabError
 from smollab.train.parallel import Runtime, barrier
 
 META = "meta.json"
@@ -47,9 +57,26 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted((p for p in root.iterdir() if re.fullmatch(r"step-\d+", p.name) and (p / META).exists()), key=_step_of)
 
 
+def step_dirs(root: Path) -> list[Path]:
+    """Every ``step-N`` directory, complete or not, newest first."""
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if re.fullmatch(r"step-\d+", p.name)), key=_step_of, reverse=True)
+
+
 def _publish(tmp: Path, final: Path) -> None:
-    """The commit point: one atomic rename."""
+    """The commit point: one atomic rename.
+
+    A directory already at ``final`` (an unreadable checkpoint of the same step that training
+    fell back from, or an older export) is moved aside first and deleted after the rename, so
+    at every instant one of the two versions is in place.
+    """
+    replaced = final.with_name(f".tmp-replaced-{final.name}")
+    if final.exists():
+        shutil.rmtree(replaced, ignore_errors=True)
+        final.rename(replaced)
     tmp.rename(final)
+    shutil.rmtree(replaced, ignore_errors=True)
 
 
 def _prune(root: Path, keep: int) -> None:
@@ -89,11 +116,54 @@ def save(root: Path, step: int, model, optimizer, meta: dict, keep: int, runtime
     dcp.save({"model": model_state, "optim": optim_state}, checkpoint_id=str(tmp))
     barrier(runtime)
     if runtime.is_main:
-        (tmp / META).write_text(json.dumps({**meta, "step": step, "rng": rng_state()}, indent=1))
+        files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+        (tmp / META).write_text(json.dumps({**meta, "step": step, "rng": rng_state(), "files": files}, indent=1))
         _publish(tmp, final)
         _prune(root, keep)
     barrier(runtime)
     return final
+
+
+def damage(path: Path) -> str | None:
+    """Why the checkpoint at ``path`` cannot be resumed from, or None when its files are all there."""
+    try:
+        meta = json.loads((path / META).read_text())
+    except FileNotFoundError:
+        return f"it has no {META} (its write did not finish)"
+    except (OSError, ValueError) as err:
+        return f"its {META} is unreadable ({err})"
+    for name, size in meta.get("files", {}).items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != size:
+            return f"{name} has {file.stat().st_size:,} bytes, not the {size:,} written"
+    return None
+
+
+def load_newest(root: Path, model, optimizer, runtime: Runtime, warn) -> dict:
+    """Restore the newest checkpoint under ``root`` that is intact; ``warn`` gets one line per one skipped.
+
+    Files are checked before DCP reads any of them, on every rank alike, so all ranks skip the same
+    checkpoints. A checkpoint whose files look whole but fail to load is skipped too in one
+    process; under several ranks the error is raised instead, because ranks that failed and ranks
+    that did not would no longer agree on what to load next.
+    """
+    skipped = []
+    for path in step_dirs(root):
+        problem = damage(path)
+        if problem is None:
+            try:
+                return load(path, model, optimizer) | {"path": str(path)}
+            except Exception as err:  # DCP raises whatever its reader hit: pickle, I/O, shape errors
+                problem = f"loading it failed ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+                if runtime.distributed:
+                    raise SmollabError(f"checkpoint {path} is unreadable: {problem}; delete it to resume from an older one") from None
+        skipped.append(f"{path.name}: {problem}")
+        warn(f"checkpoint {path} is unreadable: {problem}; trying an older one")
+    if not skipped:
+        raise SmollabError(f"--resume: no checkpoint under {root}; start without --resume")
+    raise SmollabError(f"--resume: no readable checkpoint under {root} ({'; '.join(skipped)}); start again with --overwrite")
 
 
 def load(path: Path, model, optimizer) -> dict:
@@ -107,6 +177,33 @@ def load(path: Path, model, optimizer) -> dict:
     return meta
 
 
+@contextlib.contextmanager
+def quiet_transformers():
+    """Without transformers' own "Writing model shards" / "Loading weights" bars (smollab's progress owns the console)."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def tokenizer_agreeing_with(config, tokenizer):
+    """A copy of ``tokenizer`` whose bos/eos are the tokens the model config's ids name.
+
+    The bundled SmolLM2 tokenizer carries the Instruct model's ChatML roles (eos ``<|im_end|>``),
+    while a pretrained model's config names the document separator it was trained with; an export
+    whose two files disagree stops generation at the wrong token in whichever library reads one.
+    """
+    agreeing = copy.deepcopy(tokenizer)
+    for role in ("bos", "eos"):
+        token_id = getattr(config, f"{role}_token_id", None)
+        if isinstance(token_id, int):
+            setattr(agreeing, f"{role}_token", agreeing.convert_ids_to_tokens(token_id))
+    return agreeing
+
+
 def export_hf(model, tokenizer, out: Path, runtime: Runtime) -> Path | None:
     """Gather full weights and write an HF model directory (``from_pretrained`` loads it)."""
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -118,9 +215,9 @@ def export_hf(model, tokenizer, out: Path, runtime: Runtime) -> Path | None:
             export = LlamaForCausalLM(model.config)
         export.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
         export.tie_weights()
-        export.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        shutil.rmtree(out, ignore_errors=True)
+        with quiet_transformers():
+            export.save_pretrained(tmp)
+        tokenizer_agreeing_with(export.config, tokenizer).save_pretrained(tmp)
         _publish(tmp, out)
     barrier(runtime)
     return out if runtime.is_main else None

@@ -61,11 +61,18 @@ class TrainResult:
     hf_dir: Path | None
 
 
-def model_config(recipe: Recipe, vocab_size: int):
-    """The architecture to train: the preset (+ overrides), or the config of ``init_from``."""
+def model_config(recipe: Recipe, vocab_size: int, eos_id: int | None = None):
+    """The architecture to train: the preset (+ overrides), or the config of ``init_from``.
+
+    A preset's bos/eos ids become ``eos_id``, the document separator training writes
+    (``data.eos``), so the exported config names the token the model learned to end documents with.
+    """
     if recipe.model.init_from:
         return AutoConfig.from_pretrained(pretrained.resolve(recipe.model.init_from))
-    return build_config(recipe.model, vocab_size)
+    config = build_config(recipe.model, vocab_size)
+    if eos_id is not None:
+        config.bos_token_id = config.eos_token_id = eos_id
+    return config
 
 
 def check_geometry(recipe: Recipe, config, vocab_size: int, world: int) -> None:
@@ -93,9 +100,10 @@ def check_geometry(recipe: Recipe, config, vocab_size: int, world: int) -> None:
 
 def build_model(recipe: Recipe, config) -> torch.nn.Module:
     if recipe.model.init_from:
-        model = AutoModelForCausalLM.from_pretrained(
-            pretrained.resolve(recipe.model.init_from), dtype=torch.float32, attn_implementation="sdpa"
-        )
+        with checkpoint.quiet_transformers():
+            model = AutoModelForCausalLM.from_pretrained(
+                pretrained.resolve(recipe.model.init_from), dtype=torch.float32, attn_implementation="sdpa"
+            )
     else:
         torch.manual_seed(recipe.train.seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
@@ -118,6 +126,39 @@ def make_optimizer(model, recipe: Recipe, runtime: Runtime) -> torch.optim.Optim
     )
 
 
+RUN_OUTPUTS = ("log.jsonl", "evals.jsonl", "checkpoints", "hf", "tensorboard", "profile")
+"""What training writes into a run directory; ``--overwrite`` deletes exactly these (shards and tokenizer stay)."""
+
+
+def prepare_run_dir(recipe: Recipe, resume: bool, overwrite: bool, runtime: Runtime) -> None:
+    """Refuse to train over a run's history unless told to continue it or to start it over.
+
+    A run directory "holds a run" once it has a step log or a checkpoint. Every rank checks; only
+    the main rank deletes (``--overwrite``), before any rank writes.
+    """
+    recipe.check_out_dir()
+    out_dir = recipe.out_dir
+    holds_run = (out_dir / "log.jsonl").exists() or bool(checkpoint.step_dirs(out_dir / "checkpoints"))
+    if resume and overwrite:
+        raise SmollabError("--resume continues a run and --overwrite deletes it; give only one of them")
+    if holds_run and not (resume or overwrite):
+        raise SmollabError(f"run directory {out_dir} holds a run; use --resume to continue it, or --overwrite to start over")
+    if overwrite and runtime.is_main:
+        for name in RUN_OUTPUTS:
+            path = out_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+
+
+def _drop_lines_after(path: Path, step: int, key: str) -> None:
+    """Keep the JSONL lines of ``path`` whose ``key`` is below ``step``: what comes after is redone on resume."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if line and json.loads(line)[key] < step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
 class RunLog:
     """``log.jsonl`` (one line per step) plus tensorboard; written by the main rank only."""
 
@@ -126,9 +167,9 @@ class RunLog:
         self.path = out_dir / "log.jsonl"
         if not self.enabled:
             return
-        if self.path.exists():  # lines past the resume point are redone: drop them
-            kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] < resume_step]
-            self.path.write_text("".join(line + "\n" for line in kept))
+        _drop_lines_after(self.path, resume_step, "step")
+        # an in-loop eval line names the step count *at* its checkpoint, which resuming keeps
+        _drop_lines_after(out_dir / "evals.jsonl", resume_step + 1, "step")
         self.file = self.path.open("a")
         self.tensorboard = SummaryWriter(str(out_dir / "tensorboard"), purge_step=resume_step)
 
@@ -157,11 +198,13 @@ def _is_checkpoint_step(done: int, recipe: Recipe, sampler: MixtureSampler) -> b
     return bool(every) and (done * per_step) // every > ((done - 1) * per_step) // every
 
 
-def train(recipe: Recipe, resume: bool = False) -> TrainResult:
+def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> TrainResult:
     runtime = init_runtime(recipe.train.device)
     use_deterministic_kernels(recipe.train.deterministic, runtime.device)
     out_dir = recipe.out_dir
     ckpt_root = out_dir / "checkpoints"
+    prepare_run_dir(recipe, resume, overwrite, runtime)
+    _check_eval_tasks(recipe)
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_recipe(recipe, out_dir / "recipe.resolved.yaml")
@@ -172,11 +215,11 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     sources = sorted({name for stage in recipe.stages for name in stage.mixture})
     sampler = MixtureSampler(recipe, load_streams(recipe.shards_dir, sources))
     for source, epochs in sampler.planned_epochs().items():
-        if epochs > recipe.data.sources[source].max_epochs and runtime.is_main:
-            console.print(f"[yellow]warning:[/] source '{source}' will be repeated {epochs:.1f} epochs, more than "
-                          f"data.sources.{source}.max_epochs = {recipe.data.sources[source].max_epochs:g}")
+        if epochs > recipe.data.sources[source].max_epochs:
+            _report(f"[yellow]warning:[/] source '{source}' will be repeated {epochs:.1f} epochs, more than "
+                    f"data.sources.{source}.max_epochs = {recipe.data.sources[source].max_epochs:g}", runtime)
 
-    config = model_config(recipe, len(tokenizer))
+    config = model_config(recipe, len(tokenizer), tokenizer.convert_tokens_to_ids(recipe.data.eos))
     check_geometry(recipe, config, len(tokenizer), runtime.world)
     model = build_model(recipe, config).to(runtime.device)
     model.train()
@@ -187,12 +230,10 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
 
     start_step = 0
     if resume:
-        published = checkpoint.list_checkpoints(ckpt_root)
-        if not published:
-            raise SmollabError(f"--resume: no complete checkpoint under {ckpt_root}; start without --resume")
-        start_step = checkpoint.load(published[-1], model, optimizer)["step"]
-        if runtime.is_main:
-            console.print(f"resumed from {published[-1]} at step {start_step}")
+        meta = checkpoint.load_newest(ckpt_root, model, optimizer, runtime,
+                                      warn=lambda line: _report(f"[yellow]warning:[/] {line}", runtime))
+        start_step = meta["step"]
+        _report(f"resumed from {meta['path']} at step {start_step}", runtime)
 
     schedule = WSD(recipe.schedule, recipe.optim.lr, sampler.total_steps)
     log = RunLog(out_dir, runtime, start_step)
@@ -244,7 +285,7 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
                     "step": step, "stage": stage.name, "tokens": tokens_done, **last, "lr": lr,
                     "lr_phase": schedule.phase(step), "grad_norm": float(grad_norm), "tok_s": tok_s,
                     "flops_s": flops, "mfu": flops / peak if peak else None, "data_crc": stats["data_crc"],
-                    "params": n_params, "precision": precision_name,
+                    "params": n_params, "precision": precision_name, "device": str(runtime.device),
                 })
             progress.update(bar, advance=1, loss=stats["loss"])
             if _is_checkpoint_step(step + 1, recipe, sampler):
@@ -254,9 +295,22 @@ def train(recipe: Recipe, resume: bool = False) -> TrainResult:
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
 
 
+def _check_eval_tasks(recipe: Recipe) -> None:
+    """An unknown in-loop task, or code that cannot be isolated, fails now, not at the first checkpoint."""
+    if recipe.eval.tasks:
+        from smollab.eval.evaluate import code_isolation
+        from smollab.eval.tasks import expand
+
+        try:
+            code_isolation(expand(recipe.eval.tasks), recipe.eval.allow_unisolated_code)
+        except SmollabError as err:
+            raise SmollabError(f"eval.tasks: {err}") from None
+
+
 def _report(line: str | None, runtime: Runtime) -> None:
+    """One line on the main rank, never folded (paths stay whole in logs and for grep)."""
     if line and runtime.is_main:
-        console.print(line)
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, stage: StagePlan, recipe: Recipe, runtime: Runtime,
@@ -323,8 +377,9 @@ def _evaluate_export(hf_dir: Path, tokenizer, recipe: Recipe, meta: dict, step: 
     """
     from smollab.eval.evaluate import headline, run_in_loop
 
-    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).to(runtime.device)
+    with checkpoint.quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).to(runtime.device)
     line = run_in_loop(model, tokenizer, recipe.eval, tokens=meta["tokens"], stage=meta["stage"], step=step,
                        out_path=recipe.out_dir / "evals.jsonl")
     scores = {task: m[headline(m)] for task, m in line["metrics"].items()}
-    console.print(f"eval @ step {step}: " + ", ".join(f"{task} {v:.3f}" for task, v in scores.items()))
+    _report(f"eval @ step {step}: " + ", ".join(f"{task} {v:.3f}" for task, v in scores.items()), runtime)

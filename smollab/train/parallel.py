@@ -21,6 +21,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from smollab.devices import resolve_device
 from smollab.paths import cache_dir
 
 # Dense bf16 tensor-core peaks (FLOP/s), from the vendors' datasheets (SXM parts).
@@ -44,7 +45,7 @@ class Runtime:
 
 def init_runtime(device: str = "auto") -> Runtime:
     """Join the torchrun process group if there is one; pick the device."""
-    use_cuda = torch.cuda.is_available() and device != "cpu"
+    use_cuda = resolve_device(device, "train.device").type == "cuda"  # a CUDA device that is not there: one line
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -57,9 +58,17 @@ def init_runtime(device: str = "auto") -> Runtime:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """Whether this device multiplies bf16 natively: CUDA with bf16, or a CPU with AVX512-BF16 / AMX."""
+    """Whether this device multiplies bf16 natively: CUDA with bf16, or a CPU with AVX512-BF16 / AMX.
+
+    On x86 the CPU's own feature bits decide (torch's private ``torch.cpu`` probes): oneDNN's
+    ``_is_mkldnn_bf16_supported`` also says yes for AVX-512 without BF16 (Skylake, Cascade Lake),
+    where it converts and multiplies in fp32 and is slower than fp32 outright. Elsewhere (Arm)
+    oneDNN's check is the best available.
+    """
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 

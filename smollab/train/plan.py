@@ -6,11 +6,15 @@ WSD phases each stage spans. It reads the same plan objects the sampler and sche
 is printed is what will run.
 """
 
+import json
+
 from rich.table import Table
 
 from smollab.data.mixture import plan_stages
+from smollab.errors import SmollabError
 from smollab.presets import build_config, count_parameters
 from smollab.recipe import Recipe
+from smollab.tokenizer import TRAINING_RECORD, load_tokenizer
 from smollab.train.schedule import WSD
 
 
@@ -42,11 +46,30 @@ def stage_rows(recipe: Recipe) -> list[dict]:
     return rows
 
 
+def planned_vocab_size(recipe: Recipe) -> tuple[int, str]:
+    """The vocabulary the run's model will have, and where that number comes from, without training anything.
+
+    A named tokenizer is loaded (the bundled one takes milliseconds); a per-run BPE counts as
+    ``tokenizer.train.vocab_size`` until it exists (BPE training may stop a few tokens short).
+    """
+    train = recipe.tokenizer.train
+    if train is not None:
+        record = recipe.out_dir / "tokenizer" / TRAINING_RECORD
+        if record.exists():
+            return json.loads(record.read_text())["vocab_size"], "trained tokenizer"
+        return train.vocab_size, "tokenizer.train.vocab_size"
+    try:
+        return len(load_tokenizer(recipe.tokenizer.source)), f"tokenizer {recipe.tokenizer.source}"
+    except SmollabError:
+        return build_config(recipe.model).vocab_size, "the preset's vocab: the tokenizer is unreachable"
+
+
 def stage_table(recipe: Recipe) -> Table:
-    params = None if recipe.model.init_from else count_parameters(build_config(recipe.model))
     title = f"{recipe.name}: {_human(recipe.total_tokens)} tokens, {_human(recipe.batch.tokens_per_step)} tokens/step"
-    if params:
-        title += f", {params:,} parameters ({recipe.model.preset})"
+    if not recipe.model.init_from:
+        vocab, origin = planned_vocab_size(recipe)
+        params = count_parameters(build_config(recipe.model, vocab))
+        title += f", {params:,} parameters ({recipe.model.preset}, vocab {vocab:,} from {origin})"
     table = Table(title=title)
     for column in ("stage", "steps", "tokens", "seq", "mixture (token shares)", "LR phase"):
         table.add_column(column)
