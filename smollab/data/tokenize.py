@@ -5,15 +5,24 @@ Each source runs ``reader → DocumentTokenizer`` under ``LocalPipelineExecutor`
 every document and no shuffling: a task per input file, so the shards are a pure function of
 (inputs, tokenizer) whatever ``--workers`` is, and the mixture sampler owns all randomness. Datatrove's
 completion markers (``logs/completions``) make a re-run skip finished tasks. Because skipping trusts
-the markers, ``fingerprint.json`` records the tokenizer's sha256, the EOS and the source's inputs; a
-re-run that disagrees stops instead of mixing two tokenizations. Trade-off: a source capped by
-``limit`` (or streamed from the hub) is one task, so it tokenizes on one core.
+the markers, ``fingerprint.json`` records the tokenizer's sha256, the EOS, the source's settings and
+its inputs (file names and sizes), and a re-run keeps only markers that the fingerprint vouches for:
+another tokenizer, EOS or source settings stop the run instead of mixing two tokenizations (unless
+the directory holds no tokens yet, e.g. after a failed first attempt, which simply starts over); a
+changed input file redoes the tasks that read it (a different file list redoes the source), and a
+task whose shard fails its size checks (``shards.check_shard``) is redone, so fixing a file or
+deleting a damaged shard and re-running repairs exactly that part. Sizes, not content hashes, detect
+a changed file: hashing terabytes per run is too slow, and an edit that keeps the size goes unseen.
+Trade-off: a source capped by ``limit`` (or streamed from the hub) is one task, so it tokenizes on one
+core. A source that yields no document is an error once every source is tokenized (training would
+refuse it anyway), worded by its cause: a missing text field, an ids-only hub release, a filter.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -21,14 +30,15 @@ from typing import Annotated
 import typer
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.tokens import DocumentTokenizer
+from datatrove.pipeline.tokens.tokenizer import get_output_filename
 from datatrove.utils.logging import logger as datatrove_logger
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from smollab.console import table_console
-from smollab.data.shards import TokenStream
-from smollab.data.sources import reader_for, source_files
+from smollab.data.shards import TokenStream, check_shard
+from smollab.data.sources import HubReader, reader_for, source_files
 from smollab.errors import SmollabError
 from smollab.recipe import Recipe, SourceConfig, load_recipe
 from smollab.tokenizer import RecipeTokenizer, file_sha256, tokenizer_for_recipe
@@ -68,12 +78,28 @@ def _fingerprint(name: str, config: SourceConfig, tok: RecipeTokenizer, eos: str
     }
 
 
-def _check_fingerprint(out: Path, name: str, fingerprint: dict) -> None:
-    """Refuse to add to shards written with another tokenizer, EOS or input set."""
+def _changed_settings(name: str, before: dict, now: dict) -> list[str]:
+    """The recipe settings (EOS, source fields) that differ, as ``field (old, now new)``.
+
+    A source field the old fingerprint lacks counts as its default, so adding a field to
+    ``SourceConfig`` does not invalidate existing shards.
+    """
+    changed = [f"data.eos ({before['eos']!r}, now {now['eos']!r})"] if before["eos"] != now["eos"] else []
+    for key, value in now["source"].items():
+        old = before["source"].get(key, SourceConfig.model_fields[key].default)
+        if old != value:
+            changed.append(f"data.sources.{name}.{key} ({old!r}, now {value!r})")
+    return changed
+
+
+def _holds_tokens(out: Path) -> bool:
+    return any(f.stat().st_size for f in out.glob("*.ds"))
+
+
+def _refuse_mixing(out: Path, name: str, fingerprint: dict) -> None:
+    """Refuse to add to shards that hold tokens made with another tokenizer, EOS or source settings."""
     path = out / "fingerprint.json"
-    if not path.exists():
-        out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(fingerprint, indent=1))
+    if not path.exists() or not _holds_tokens(out):
         return
     before = json.loads(path.read_text())
     if before["tokenizer_sha256"] != fingerprint["tokenizer_sha256"]:
@@ -82,21 +108,54 @@ def _check_fingerprint(out: Path, name: str, fingerprint: dict) -> None:
             f"than the recipe's ({fingerprint['tokenizer']}, {fingerprint['tokenizer_sha256'][:12]}); "
             "delete that directory or set data.shards_dir to a new one"
         )
-    changed = [key for key in ("eos", "source", "inputs") if before.get(key) != fingerprint[key]]
-    if changed:
-        what = {"eos": "data.eos", "source": f"data.sources.{name}", "inputs": f"the files of data.sources.{name}"}
+    if changed := _changed_settings(name, before, fingerprint):
         raise SmollabError(
-            f"{out} holds shards made with a different {' and '.join(what[k] for k in changed)}; "
+            f"{out} holds shards made with a different {' and '.join(changed)}; "
             "delete that directory or set data.shards_dir to a new one"
         )
+
+
+def _completion(out: Path, rank: int) -> Path:
+    return out / "logs" / "completions" / f"{rank:05d}"
+
+
+def _keep_vouched_tasks(name: str, out: Path, fingerprint: dict, tasks: int) -> None:
+    """Drop the completion markers the new fingerprint does not vouch for, then record it (see the module docstring)."""
+    path = out / "fingerprint.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        same_settings = (
+            before["tokenizer_sha256"] == fingerprint["tokenizer_sha256"] and not _changed_settings(name, before, fingerprint)
+        )
+        old, new = before["inputs"], fingerprint["inputs"]
+        # Other settings reach here only with no tokens written (_refuse_mixing); another file list
+        # shifts which task reads which file, so every task's inputs changed.
+        if not same_settings or [i.get("file") for i in old] != [i.get("file") for i in new]:
+            shutil.rmtree(out)
+        else:
+            for i, (was, now) in enumerate(zip(old, new)):
+                if was != now:
+                    _completion(out, i % tasks).unlink(missing_ok=True)
+    for marker in sorted((out / "logs" / "completions").glob("*")):
+        shard = out / get_output_filename(None, int(marker.name), "unshuffled")
+        try:
+            check_shard(shard)
+        except (SmollabError, FileNotFoundError):
+            marker.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fingerprint, indent=1))
 
 
 def _tokenize_source(name: str, config: SourceConfig, out: Path, tok: RecipeTokenizer, eos: str, workers: int) -> dict:
     """Tokenize one source into ``out`` (skipping finished tasks) and write its ``summary.json``."""
     logs = out / "logs"
     tasks = 1 if config.hf or config.limit is not None else len(source_files(name, config))
+    _keep_vouched_tasks(name, out, _fingerprint(name, config, tok, eos), tasks)
+    reader = reader_for(name, config, report_folder=str(logs))
+    if isinstance(reader, HubReader) and not _completion(out, 0).exists():
+        reader.check_reachable()
     pipeline = [
-        reader_for(name, config, report_folder=str(logs)),
+        reader,
         DocumentTokenizer(
             output_folder=str(out),
             tokenizer_name_or_path=tok.file,
@@ -113,9 +172,11 @@ def _write_source_summary(name: str, out: Path, tok: RecipeTokenizer, eos: str, 
     stream = TokenStream(out)
     counts: Counter[str] = Counter()
     examples: dict[str, list] = {}
+    filtered_out = 0
     for report in sorted((out / "logs" / "bad_records").glob("*.json")):
         data = json.loads(report.read_text())
         counts.update(data["counts"])
+        filtered_out += data.get("filtered_out", 0)
         for reason, found in data["examples"].items():
             examples.setdefault(reason, []).extend(found)
     summary = {
@@ -124,6 +185,7 @@ def _write_source_summary(name: str, out: Path, tok: RecipeTokenizer, eos: str, 
         "documents": stream.num_docs,
         "bad_records": dict(sorted(counts.items())),
         "bad_examples": {reason: found[:3] for reason, found in sorted(examples.items())},
+        "filtered_out": filtered_out,
         "tokenizer": tok.name,
         "vocab_size": len(tok.tokenizer),
         "dtype": str(stream.token_dtype),
@@ -137,13 +199,14 @@ def _write_source_summary(name: str, out: Path, tok: RecipeTokenizer, eos: str, 
 
 def tokenize_recipe(recipe: Recipe, workers: int = 1, console: Console | None = None) -> dict:
     """Tokenize every source of the recipe into ``recipe.shards_dir``; returns (and writes) the overall summary."""
+    recipe.check_out_dir()
     tok = tokenizer_for_recipe(recipe)
     eos = recipe.data.eos
     if eos not in tok.tokenizer.get_vocab():
         raise SmollabError(f"data.eos: '{eos}' is not a token of tokenizer {tok.name}; use one of {', '.join(tok.tokenizer.all_special_tokens)}")
     shards_dir = recipe.shards_dir
     for name, config in recipe.data.sources.items():  # fail before any work, not after the first sources
-        _check_fingerprint(shards_dir / name, name, _fingerprint(name, config, tok, eos))
+        _refuse_mixing(shards_dir / name, name, _fingerprint(name, config, tok, eos))
     sources = {}
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -167,13 +230,39 @@ def tokenize_recipe(recipe: Recipe, workers: int = 1, console: Console | None = 
         "tokens": sum(s["tokens"] for s in sources.values()),
         "documents": sum(s["documents"] for s in sources.values()),
         "bad_records": dict(sorted(total_bad.items())),
-        "sources": {name: {k: s[k] for k in ("tokens", "documents", "bad_records")} for name, s in sources.items()},
+        "sources": {name: {k: s[k] for k in ("tokens", "documents", "bad_records", "filtered_out")} for name, s in sources.items()},
     }
     shards_dir.mkdir(parents=True, exist_ok=True)
     (shards_dir / "summary.json").write_text(json.dumps(overall, indent=1))
     if console is not None:
         console.print(summary_table(overall))
+    for name, summary in sources.items():
+        if summary["documents"] == 0:
+            raise SmollabError(_no_documents(name, recipe.data.sources[name], summary, shards_dir / name / "summary.json"))
     return overall
+
+
+def _no_documents(name: str, config: SourceConfig, summary: dict, summary_file: Path) -> str:
+    """Why a source yielded no document, and the fix, in one line."""
+    bad, filtered = summary["bad_records"], summary["filtered_out"]
+    if set(bad) == {"missing_text_field"}:
+        n, detail = bad["missing_text_field"], summary["bad_examples"]["missing_text_field"][0]["detail"]
+        if config.hf:
+            return (
+                f"data.sources.{name}: none of the {n:,} records of '{config.hf}' has the document text ({detail}); "
+                "this release may hold only ids (Stack-Edu's does): fetch the contents as its dataset card explains "
+                f"and point data.sources.{name}.files at them"
+            )
+        return (
+            f"data.sources.{name}: none of its {n:,} records has the document text ({detail}); "
+            f"set data.sources.{name}.text to the field that holds it, or write a .template"
+        )
+    if filtered and not bad:
+        return f"data.sources.{name}: .where {config.where} filtered out all {filtered:,} records; check its field paths and values"
+    if bad:
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in bad.items())
+        return f"data.sources.{name}: no record became a document ({reasons}; filtered_out {filtered:,}); examples in {summary_file}"
+    return f"data.sources.{name}: its input holds no records; check the files or dataset it names"
 
 
 def summary_table(overall: dict) -> Table:
@@ -182,11 +271,13 @@ def summary_table(overall: dict) -> Table:
     table.add_column("documents", justify="right")
     table.add_column("tokens", justify="right")
     table.add_column("bad records")
+    table.add_column("filtered out", justify="right")
     for name, s in overall["sources"].items():
         bad = ", ".join(f"{reason} {n:,}" for reason, n in s["bad_records"].items()) or "-"
         style = "red" if s["documents"] == 0 else None  # every record bad: most likely the wrong text field
-        table.add_row(name, f"{s['documents']:,}", f"{s['tokens']:,}", bad, style=style)
-    table.add_row("[bold]total", f"[bold]{overall['documents']:,}", f"[bold]{overall['tokens']:,}", "")
+        filtered = f"{s['filtered_out']:,}" if s["filtered_out"] else "-"
+        table.add_row(name, f"{s['documents']:,}", f"{s['tokens']:,}", bad, filtered, style=style)
+    table.add_row("[bold]total", f"[bold]{overall['documents']:,}", f"[bold]{overall['tokens']:,}", "", "")
     return table
 
 
@@ -194,14 +285,16 @@ def tokenize(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML")],
     overrides: Annotated[list[str] | None, typer.Argument(help="dotted overrides, e.g. data.shards_dir=/tmp/shards")] = None,
     workers: Annotated[int, typer.Option(help="tasks run in parallel; the shards do not depend on it (worker processes take ~10 s to start)")] = os.cpu_count() or 1,
+    out: Annotated[str | None, typer.Option(
+        help="run directory, as for `smollab train --out`: shards go to <out>/shards unless data.shards_dir is set")] = None,
 ) -> None:
     """Tokenize every source of RECIPE into token shards (datatrove .ds + .index), skipping finished ones.
 
     Writes <shards_dir>/<source>/ (shards, summary.json with bad records per reason) and <shards_dir>/summary.json.
 
-    Example: smollab tokenize recipes/demo.yaml data.shards_dir=runs/demo/shards --workers 2
+    Example: smollab tokenize recipes/demo.yaml --out runs/demo --workers 2
     """
     console = table_console(stderr=True)
-    loaded = load_recipe(recipe, overrides or [])
+    loaded = load_recipe(recipe, (overrides or []) + ([f"out={out}"] if out else []))
     overall = tokenize_recipe(loaded, workers=workers, console=console)
     console.print(f"summary: {Path(overall['shards_dir']) / 'summary.json'}")

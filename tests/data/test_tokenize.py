@@ -135,32 +135,118 @@ def test_changed_tokenizer_is_refused_not_mixed_into_existing_shards(tmp_path):
         tokenize_recipe(make_recipe(tmp_path, {"web": {"bundled": "web_c4_samples", "limit": 6}}))
 
 
-def test_missing_shards_tell_the_user_to_tokenize_first(tmp_path):
-    with pytest.raises(SmollabError, match="run `smollab tokenize RECIPE` first"):
-        load_streams(tmp_path, ["web"])
+def tokenize_cli(*args):
+    app = typer.Typer()
+    app.command()(tokenize)
+    app.command("other")(lambda: None)  # keep `tokenize` a named subcommand
+    return CliRunner().invoke(app, ["tokenize", *args, "--workers", "1"])
 
 
-def test_tokenize_cli_prints_a_table_and_writes_summary(tmp_path):
+def write_code_recipe(tmp_path):
     (tmp_path / "r.yaml").write_text(json.dumps({
         "name": "t",
         "data": {"sources": {"code": {"bundled": "code_thealgorithms_python", "limit": 10}}},
         "stages": [{"name": "s", "until_tokens": 1024, "mixture": {"code": 1.0}}],
         "batch": {"seq_len": 64, "tokens_per_step": 256, "micro_batch": 4},
     }))
-    app = typer.Typer()
-    app.command()(tokenize)
-    app.command("other")(lambda: None)  # keep `tokenize` a named subcommand
-    result = CliRunner().invoke(app, ["tokenize", str(tmp_path / "r.yaml"), f"out={tmp_path / 'run'}", "--workers", "1"])
+    return tmp_path / "r.yaml"
+
+
+def test_tokenize_cli_prints_a_table_and_writes_summary(tmp_path):
+    result = tokenize_cli(str(write_code_recipe(tmp_path)), f"out={tmp_path / 'run'}")
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "run" / "shards" / "summary.json").read_text())
     assert summary["documents"] == 10 and summary["dtype"] == "uint16" and summary["vocab_size"] == 49152
     assert "code" in result.output and f"{summary['tokens']:,}" in result.output
 
 
-def test_source_whose_records_are_all_bad_is_reported_and_refused_for_training(tmp_path):
+def test_missing_shards_hint_is_the_tokenize_command_that_fills_that_run_dir(tmp_path):
+    recipe, run = write_code_recipe(tmp_path), tmp_path / "elsewhere"
+    with pytest.raises(SmollabError, match="run `smollab tokenize RECIPE --out .*` first") as err:
+        load_streams(run / "shards", ["code"])
+    command = str(err.value).split("`")[1].split()  # smollab tokenize RECIPE --out <run>
+    assert command[:3] == ["smollab", "tokenize", "RECIPE"] and command[4] == str(run)
+    result = tokenize_cli(str(recipe), *command[3:])
+    assert result.exit_code == 0, result.output
+    assert load_streams(run / "shards", ["code"])["code"].num_docs == 10
+
+
+def test_source_whose_records_lack_the_text_field_fails_tokenize_naming_the_fields_seen(tmp_path):
     recipe = make_recipe(tmp_path, {"math": {"bundled": "math_gsm8k_train", "limit": 50}})  # no `text` field
-    overall = tokenize_recipe(recipe)
-    assert overall["sources"]["math"]["documents"] == 0
-    assert overall["bad_records"] == {"missing_text_field": 7473}
-    with pytest.raises(SmollabError, match="fix data.sources.math.text or .template"):
+    with pytest.raises(SmollabError, match=r"data.sources.math: none of its 7,473 records has the document text "
+                       r"\(no 'text' field \(fields: id, question, answer, final_answer\)\); set data.sources.math.text"):
+        tokenize_recipe(recipe)
+    summary = json.loads((recipe.shards_dir / "summary.json").read_text())
+    assert summary["sources"]["math"]["documents"] == 0
+    assert summary["bad_records"] == {"missing_text_field": 7473}
+    with pytest.raises(SmollabError, match="fix data.sources.math.text, .template or .where"):
         load_streams(recipe.shards_dir, ["math"])
+    fixed = make_recipe(tmp_path, {"math": {"bundled": "math_gsm8k_train", "limit": 50, "template": "{question}\n{answer}"}})
+    assert tokenize_recipe(fixed)["documents"] == 50  # a source with no tokens yet is redone, not refused
+
+
+def write_gzip_of_real_text(path, n):
+    docs = bundled_texts("web_news_articles", n)
+    path.write_bytes(gzip.compress("".join(json.dumps({"text": t}) + "\n" for t in docs).encode()))
+    return docs
+
+
+def test_truncated_jsonl_gz_keeps_its_readable_records_and_a_fixed_copy_is_retokenized(tmp_path):
+    (tmp_path / "in").mkdir()
+    source = tmp_path / "in" / "news.jsonl.gz"
+    docs = write_gzip_of_real_text(source, 60)
+    complete = source.read_bytes()
+    source.write_bytes(complete[: len(complete) // 2])
+    recipe = make_recipe(tmp_path, {"news": {"files": [str(source)]}})
+    summary = tokenize_recipe(recipe)["sources"]["news"]
+    assert summary["bad_records"] == {"corrupt_file": 1} and 0 < summary["documents"] < len(docs)
+    stream = TokenStream(recipe.shards_dir / "news")
+    kept = "".join(d + "<|endoftext|>" for d in docs[: summary["documents"]])
+    assert load_tokenizer("smollm2").decode(stream.slice(0, stream.num_tokens)) == kept
+    example = json.loads((recipe.shards_dir / "news" / "summary.json").read_text())["bad_examples"]["corrupt_file"][0]
+    assert example["where"].startswith(f"{source}:") and "unreadable after line" in example["detail"]
+
+    source.write_bytes(complete)
+    fixed = tokenize_recipe(recipe)["sources"]["news"]
+    assert fixed == {"tokens": fixed["tokens"], "documents": len(docs), "bad_records": {}, "filtered_out": 0}
+
+
+def test_unreachable_hub_is_one_line_naming_the_source(tmp_path, capfd):
+    recipe = make_recipe(tmp_path, {"fineweb": {"hf": "some/unknown-id"}})
+    with pytest.raises(SmollabError, match="data.sources.fineweb: the Hugging Face hub is unreachable .* for 'some/unknown-id'; "
+                       "download the dataset .* point data.sources.fineweb.files at the local copy"):
+        tokenize_recipe(recipe)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_ids_only_hub_release_fails_tokenize_saying_how_to_fetch_the_contents(tmp_path):
+    rows = [{"blob_id": f"{i:040x}", "repo_name": "octo/repo", "path": f"src/m{i}.py", "language": "Python",
+             "length_bytes": 1000 + i, "score": 3.2, "int_score": 3} for i in range(5)]
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = make_recipe(tmp_path, {"stack_edu": {"hf": str(tmp_path / "hub")}})
+    with pytest.raises(SmollabError, match=r"fields: blob_id, repo_name, path, language, length_bytes, score, int_score\)\); "
+                       r"this release may hold only ids .* point data.sources.stack_edu.files at them"):
+        tokenize_recipe(recipe)
+
+
+def test_where_filter_keeps_infimm_english_text_and_counts_the_rest_as_filtered(tmp_path):
+    pages = [
+        ("__label__en", ["Let x = 2.", None, "Then x^2 = 4."]),
+        ("__label__zh", ["设 x = 2。", None, "则 x^2 = 4。"]),
+        ("__label__en", [None, "The area of a circle is pi r^2."]),
+    ]
+    records = [{"URL": f"https://example.org/{i}", "text_list": texts, "image_list": [None if t else "img.png" for t in texts],
+                "metadata": {"ft_lang_label": label} if i % 2 else json.dumps({"ft_lang_label": label})}
+               for i, (label, texts) in enumerate(pages)]
+    (tmp_path / "infimm.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    source = {"files": [str(tmp_path / "infimm.jsonl")], "text": "text_list", "text_join": "\n\n",
+              "where": {"metadata.ft_lang_label": "__label__en"}}
+    recipe = make_recipe(tmp_path, {"infimm": source})
+    summary = tokenize_recipe(recipe)["sources"]["infimm"]
+    assert summary["documents"] == 2 and summary["filtered_out"] == 1 and summary["bad_records"] == {}
+    stream = TokenStream(recipe.shards_dir / "infimm")
+    expected = "Let x = 2.\n\nThen x^2 = 4.<|endoftext|>The area of a circle is pi r^2.<|endoftext|>"
+    assert load_tokenizer("smollm2").decode(stream.slice(0, stream.num_tokens)) == expected
+    with pytest.raises(SmollabError, match="different data.sources.infimm.where"):
+        tokenize_recipe(make_recipe(tmp_path, {"infimm": {**source, "where": {"metadata.ft_lang_label": "__label__zh"}}}))
