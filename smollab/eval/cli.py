@@ -1,8 +1,10 @@
 """``smollab eval``: score a model on SmolLM2's tasks (or on any lm-eval task) and write results.
 
-A plain function with Typer annotations; ``smollab/cli.py`` registers it. It loads the model once
-through ``smollab.pretrained`` (any spec: HF dir, hub id, run dir, .gguf, alias), evaluates,
-prints one table and writes the JSON/JSONL files asked for. All the logic lives in
+A plain function with Typer annotations; ``smollab/cli.py`` registers it. Everything a user can
+get wrong (counts, task names, device, whether generated code can be isolated) is checked before
+the model loads, which can take minutes. It then loads the model once through ``smollab.pretrained``
+(any spec: HF dir, hub id, run dir, .gguf, alias), evaluates, prints which checkpoint was scored on
+which device and one table, and writes the JSON/JSONL files asked for. All the logic lives in
 ``evaluate.py`` and ``lm_eval_bridge.py``; this file only parses and prints.
 """
 
@@ -14,10 +16,13 @@ import torch
 import typer
 from rich.table import Table
 
+from smollab import pretrained
 from smollab.console import table_console
+from smollab.devices import resolve_device
 from smollab.errors import SmollabError
-from smollab.eval.evaluate import evaluate, headline
+from smollab.eval.evaluate import code_isolation, evaluate, headline
 from smollab.eval.harness import SmolLM
+from smollab.eval.tasks import expand
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -36,19 +41,20 @@ def eval_command(
     harness: Annotated[str, typer.Option(help="'smollab' (SmolLM2's formulations) or 'lm-eval'.")] = "smollab",
     include_path: Annotated[Path | None, typer.Option(help="Extra lm-eval task YAML folder.")] = None,
     dtype: Annotated[str, typer.Option(help="float32, bfloat16 or float16.")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu, cuda, or auto.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    allow_unisolated_code: Annotated[bool, typer.Option(
+        "--allow-unisolated-code", help="Run generated code (humaneval) even where the sandbox cannot cut it off "
+        "from the network.")] = False,
 ) -> None:
     """Evaluate MODEL. Example: smollab eval smollm2-135m-instruct --tasks hellaswag,arc_easy --limit 500"""
-    if limit is not None and sample is not None:
-        raise SmollabError("--limit and --sample both choose rows; give only one of them.")
-    if dtype not in DTYPES:
-        raise SmollabError(f"--dtype {dtype} is not supported; use one of {', '.join(DTYPES)}.")
-    if harness not in ("smollab", "lm-eval"):
-        raise SmollabError(f"--harness {harness} is unknown; use 'smollab' or 'lm-eval'.")
-    lm = SmolLM.load(model, dtype=DTYPES[dtype], batch_size=batch_size, chat_template=chat_template)
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        lm.model.to("cuda")
-    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    names = _check_options(tasks, limit=limit, sample=sample, batch_size=batch_size, dtype=dtype, harness=harness)
+    target = resolve_device(device, "--device")
+    if harness == "smollab":
+        code_isolation(expand(names), allow_unisolated_code)
+    source = pretrained.resolve(model)
+    weights, tokenizer = pretrained.load(source, dtype=DTYPES[dtype])
+    lm = SmolLM(weights.eval().to(target), tokenizer, batch_size=batch_size, chat_template=chat_template, name=model)
+    scored = {"name": model, "source": source, "step": pretrained.export_step(source), "device": str(lm.device)}
     console = table_console()
     if harness == "lm-eval":
         from smollab.eval import lm_eval_bridge
@@ -56,10 +62,15 @@ def eval_command(
 
         results = lm_eval_bridge.run(lm, names, limit=limit, include_path=include_path,
                                      log_samples=log_samples is not None)
+        results["smollab_model"] = scored
+        console.print(model_header(scored), highlight=False, soft_wrap=True)
         console.print(make_table(results))
         samples = [s for task_samples in results.pop("samples", {}).values() for s in task_samples]
     else:
-        results, samples = evaluate(lm, names, limit=limit, sample=sample, seed=seed)
+        results, samples = evaluate(lm, names, limit=limit, sample=sample, seed=seed,
+                                    allow_unisolated_code=allow_unisolated_code)
+        results["model"].update(scored)
+        console.print(f"{model_header(scored)}  ({results['seconds']:.1f} s)", highlight=False, soft_wrap=True)
         console.print(results_table(results))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -71,8 +82,40 @@ def eval_command(
                 handle.write(json.dumps(s, default=str) + "\n")
 
 
+def _check_options(tasks: str, *, limit: int | None, sample: int | None, batch_size: int, dtype: str,
+                   harness: str) -> list[str]:
+    """The task names, once every option has been checked; each mistake is one line naming its option."""
+    if limit is not None and sample is not None:
+        raise SmollabError("--limit and --sample both choose rows; give only one of them.")
+    counts = (("--limit", limit, "rows per task; leave it out to evaluate every row"),
+              ("--sample", sample, "rows per task; leave it out to evaluate every row"),
+              ("--batch-size", batch_size, "contexts per forward pass"))
+    for option, value, meaning in counts:
+        if value is not None and value < 1:
+            raise SmollabError(f"{option} {value}: must be at least 1 ({meaning}).")
+    if dtype not in DTYPES:
+        raise SmollabError(f"--dtype {dtype} is not supported; use one of {', '.join(DTYPES)}.")
+    if harness not in ("smollab", "lm-eval"):
+        raise SmollabError(f"--harness {harness} is unknown; use 'smollab' or 'lm-eval'.")
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        raise SmollabError("--tasks names no task; give at least one task or group, e.g. --tasks smollm2-base.")
+    return names
+
+
+def model_header(scored: dict) -> str:
+    """MODEL as given, the checkpoint it resolved to when that differs (a run directory's newest
+    hf/step-N, with the step), and the device it ran on."""
+    text = scored["name"]
+    if scored["source"] != scored["name"]:
+        text += f" -> {scored['source']}"
+    if scored["step"] is not None:
+        text += f" (step {scored['step']})"
+    return f"{text} on {scored['device']}"
+
+
 def results_table(results: dict) -> Table:
-    table = Table(title=f"{results['model']['name']}  ({results['seconds']:.1f} s)")
+    table = Table()
     for column in ("task", "metric", "value", "± stderr", "items"):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     for name, task in results["tasks"].items():

@@ -3,8 +3,10 @@
 All items of a task go to the adapter in one call, so batching spans items and the adapter's
 length sorting and context sharing see the whole task. Per-item records (``--log-samples``) keep
 the raw summed log-likelihood of every choice, which is what lets bench/eval_agreement.py compare
-us item by item with lm-eval. ``run_in_loop`` is the training loop's entry point: it evaluates an
-in-memory model and restores its mode and every RNG, so training continues bit for bit.
+us item by item with lm-eval. Tasks that run generated code (``CodeTask``) are checked against
+the sandbox's isolation before any model call, so a refusal never follows hours of generation.
+``run_in_loop`` is the training loop's entry point: it evaluates an in-memory model and restores
+its mode and every RNG, so training continues bit for bit.
 """
 
 import hashlib
@@ -14,6 +16,7 @@ import random
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +24,9 @@ import torch
 
 from smollab.eval.harness import GenerationRequest, SmolLM
 from smollab.eval.metrics import choice_predictions, mean_stderr
+from smollab.eval.sandbox import check_isolation
 from smollab.eval.tasks import expand
-from smollab.eval.tasks.base import GenerativeTask, LastWordTask, MultipleChoiceTask, Task, file_sha256
+from smollab.eval.tasks.base import CodeTask, GenerativeTask, LastWordTask, MultipleChoiceTask, Task, file_sha256
 
 
 def select_rows(task: Task, *, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[dict]:
@@ -57,10 +61,10 @@ def _last_word(lm: SmolLM, task: LastWordTask, rows: list[dict]):
     return {"acc": [float(g) for _, g in results], "loglik": [ll for ll, _ in results]}, samples
 
 
-def _generative(lm: SmolLM, task: GenerativeTask, rows: list[dict]):
+def _generative(lm: SmolLM, task: GenerativeTask, rows: list[dict], score):
     requests = [GenerationRequest(lm.format(task.prompt(row)), task.until, task.max_new_tokens) for row in rows]
     generations = lm.generate_until(requests)
-    scored = task.score(rows, generations)
+    scored = score(rows, generations)
     scores: dict[str, list[float]] = {}
     samples = []
     for row, text, s in zip(rows, generations, scored):
@@ -71,14 +75,17 @@ def _generative(lm: SmolLM, task: GenerativeTask, rows: list[dict]):
     return scores, samples
 
 
-def run_task(lm: SmolLM, task: Task, rows: list[dict]) -> tuple[dict, list[dict]]:
+def run_task(lm: SmolLM, task: Task, rows: list[dict], *, allow_unisolated_code: bool) -> tuple[dict, list[dict]]:
     """Metrics ``{name: {"value", "stderr"}}`` and per-item samples of one task on ``rows``."""
     if isinstance(task, MultipleChoiceTask):
         scores, samples = _multiple_choice(lm, task, rows)
     elif isinstance(task, LastWordTask):
         scores, samples = _last_word(lm, task, rows)
+    elif isinstance(task, CodeTask):
+        scores, samples = _generative(lm, task, rows,
+                                      partial(task.score, allow_unisolated_code=allow_unisolated_code))
     else:
-        scores, samples = _generative(lm, task, rows)
+        scores, samples = _generative(lm, task, rows, task.score)
     metrics = {}
     for name, values in scores.items():
         if name == "loglik":  # LAMBADA perplexity: exp of the mean negative log-likelihood per item
@@ -99,26 +106,35 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def code_isolation(tasks: Sequence[Task], allow_unisolated_code: bool) -> bool | None:
+    """None when no task runs generated code, else whether the sandbox isolates it; raises before any
+    model work where it cannot and the user has not allowed running code without isolation."""
+    return check_isolation(allow_unisolated_code) if any(isinstance(t, CodeTask) for t in tasks) else None
+
+
 def evaluate(lm: SmolLM, tasks: Sequence[str], *, limit: int | None = None, sample: int | None = None,
-             seed: int = 0) -> tuple[dict, list[dict]]:
+             seed: int = 0, allow_unisolated_code: bool = False) -> tuple[dict, list[dict]]:
     """Results (the JSON written by ``--out``) and all per-item samples, for task or group names."""
     started = time.perf_counter()
+    selected = expand(list(tasks))
+    isolated = code_isolation(selected, allow_unisolated_code)
     out_tasks, all_samples = {}, []
-    for task in expand(list(tasks)):
+    for task in selected:
         rows = select_rows(task, limit=limit, sample=sample, seed=seed)
         t0 = time.perf_counter()
-        metrics, samples = run_task(lm, task, rows)
+        metrics, samples = run_task(lm, task, rows, allow_unisolated_code=allow_unisolated_code)
         out_tasks[task.name] = {
             "metrics": metrics, "items": len(rows), "rows": task.rows, "shots": task.shots,
             "seconds": round(time.perf_counter() - t0, 3),
             "data": {"file": task.path.name, "sha256": file_sha256(task.path), "hub": task.hub}}
         all_samples.extend(samples)
     results = {
-        "model": {"name": lm.name, "fingerprint": model_fingerprint(lm.model),
+        "model": {"name": lm.name, "device": str(lm.device), "fingerprint": model_fingerprint(lm.model),
                   "parameters": sum(p.numel() for p in lm.model.parameters()),
                   "dtype": str(next(lm.model.parameters()).dtype).removeprefix("torch.")},
         "config": {"harness": "smollab", "limit": limit, "sample": sample, "seed": seed,
-                   "batch_size": lm.batch_size, "chat_template": lm.chat_template, "max_length": lm.max_length},
+                   "batch_size": lm.batch_size, "chat_template": lm.chat_template, "max_length": lm.max_length,
+                   "code_isolated": isolated},
         "tasks": out_tasks,
         "averages": _averages(out_tasks),
         "seconds": round(time.perf_counter() - started, 3),
@@ -153,7 +169,8 @@ def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, 
     try:
         lm = SmolLM(model, tokenizer, batch_size=eval_config.batch_size, name=f"step-{step}")
         with torch.no_grad():
-            results, _ = evaluate(lm, eval_config.tasks, limit=eval_config.limit)
+            results, _ = evaluate(lm, eval_config.tasks, limit=eval_config.limit,
+                                  allow_unisolated_code=eval_config.allow_unisolated_code)
     finally:
         model.train(was_training)
         torch.set_rng_state(states[0])

@@ -1,9 +1,12 @@
 import json
+import shutil
 
 import pytest
+import torch
 import typer
 from typer.testing import CliRunner
 
+from smollab.devices import resolve_device
 from smollab.errors import SmollabError
 from smollab.eval.cli import eval_command
 from smollab.eval.evaluate import select_rows
@@ -47,6 +50,45 @@ def test_limit_takes_file_order_and_sample_is_a_seeded_subset():
 def test_limit_and_sample_together_are_refused(tiny_model_dir):
     with pytest.raises(SmollabError, match="--limit and --sample"):
         eval_command(str(tiny_model_dir), tasks="piqa", limit=2, sample=2)
+
+
+@pytest.mark.parametrize("options, option", [
+    (["--limit", "0"], "--limit"), (["--limit", "-1"], "--limit"), (["--sample", "0"], "--sample"),
+    (["--batch-size", "0"], "--batch-size"), (["--tasks", ""], "--tasks"), (["--tasks", " , "], "--tasks")])
+def test_counts_below_one_and_no_tasks_are_refused_before_the_model_loads(options, option, tmp_path):
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "no-such-model"), *options])
+    assert isinstance(result.exception, SmollabError), result.output
+    message = str(result.exception)
+    assert message.startswith(option) and "\n" not in message
+
+
+def test_an_unknown_task_is_reported_before_the_model_loads(tmp_path):
+    with pytest.raises(SmollabError, match="unknown task 'hellaswagg'"):
+        eval_command(str(tmp_path / "no-such-model"), tasks="piqa,hellaswagg")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_one_line_naming_the_fix(tmp_path):
+    with pytest.raises(SmollabError, match=r"^--device cuda: .*use --device cpu or auto\.$"):
+        eval_command(str(tmp_path / "no-such-model"), tasks="piqa", device="cuda")
+    with pytest.raises(SmollabError, match=r"^train\.device cuda:1: .*use train\.device cpu or auto\.$"):
+        resolve_device("cuda:1", "train.device")
+    with pytest.raises(SmollabError, match="auto, cpu, cuda or cuda:N"):
+        resolve_device("gpu", "--device")
+    assert resolve_device("auto", "--device") == torch.device("cpu")
+
+
+def test_results_name_the_device_and_the_checkpoint_a_run_directory_resolved_to(tiny_model_dir, tmp_path):
+    run = tmp_path / "run"
+    for step in (2, 10):
+        shutil.copytree(tiny_model_dir, run / "hf" / f"step-{step}")
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(app, ["eval", str(run), "--tasks", "piqa", "--limit", "2", "--device", "cpu",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model = json.loads(out.read_text())["model"]
+    assert model["source"] == str(run / "hf" / "step-10") and model["step"] == 10 and model["device"] == "cpu"
+    assert f"{run} -> {run / 'hf' / 'step-10'} (step 10) on cpu" in result.output  # the line above the table
 
 
 def test_any_lm_eval_task_runs_through_the_same_adapter_offline(tiny_model_dir, tmp_path, monkeypatch):

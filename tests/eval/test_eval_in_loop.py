@@ -7,7 +7,7 @@ import torch
 from smollab.eval.evaluate import run_in_loop
 from smollab.recipe import EvalConfig
 
-from conftest import tiny_llama
+from tests.eval.conftest import tiny_llama
 
 
 def train(tokenizer, evals_path=None, steps=3):

@@ -133,6 +133,17 @@ class GenerativeTask(Task):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CodeTask(GenerativeTask):
+    """A generative task scored by running the generated code in ``smollab.eval.sandbox`` (HumanEval).
+
+    Its ``score`` also takes ``allow_unisolated_code``: the runner checks that the sandbox can isolate
+    programs before the model runs, and only that flag, the user's explicit consent, lets code run
+    where it cannot."""
+
+    score: Callable[..., list[Scored]]
+
+
+@dataclass(frozen=True, kw_only=True)
 class LastWordTask(Task):
     """LAMBADA-style: accuracy is whether greedy decoding reproduces the whole continuation."""
 
