@@ -1,3 +1,6 @@
+import pytest
+
+from smollab.errors import SmollabError
 from smollab.eval.ifeval import CHECKERS, follows
 from smollab.eval.tasks import TASKS
 from smollab.eval.tasks.ifeval import score
@@ -46,3 +49,52 @@ def test_prompt_and_instruction_level_scores():
     assert scored.metrics["prompt_level_strict_acc"] == 1.0 and scored.metrics["inst_level_strict_acc"] == [1.0, 1.0]
     [scored] = score([row], ["no commas"])
     assert scored.metrics["prompt_level_strict_acc"] == 0.0 and scored.metrics["inst_level_strict_acc"] == [1.0, 0.0]
+
+
+NTH = "length_constraints:nth_paragraph_first_word"
+
+
+def test_the_first_word_stops_at_an_apostrophe_and_empty_paragraphs_keep_their_place():
+    weekend = {"num_paragraphs": 2, "nth_paragraph": 1, "first_word": "weekend"}
+    assert follows(NTH, "Weekend's plans.\n\nSecond.", weekend, loose=False)
+    assert follows(NTH, '"Weekend," he said.\n\nSecond.', weekend, loose=False)
+    # two paragraphs are counted, but the 2nd is looked up among all pieces, the leading empty one included
+    second = {"num_paragraphs": 2, "nth_paragraph": 2}
+    assert follows(NTH, "\n\nFirst.\n\nSecond.", second | {"first_word": "first"}, loose=False)
+    assert not follows(NTH, "\n\nFirst.\n\nSecond.", second | {"first_word": "second"}, loose=False)
+
+
+def test_loose_variants_are_stripped_so_a_dropped_preamble_leaves_no_empty_first_paragraph():
+    response = "Sure!\n\n\nWeekend's plans.\n\nSecond."
+    kwargs = {"num_paragraphs": 2, "nth_paragraph": 1, "first_word": "weekend"}
+    assert not follows(NTH, response, kwargs, loose=False)
+    assert follows(NTH, response, kwargs, loose=True)
+
+
+def test_capital_words_are_the_tokens_of_nltk_word_tokenize():
+    capitals = "change_case:capital_word_frequency"
+    assert follows(capitals, "HELLO-WORLD is one word.", {"capital_frequency": 2, "capital_relation": "less than"},
+                   loose=False)
+    assert follows(capitals, "I CANNOT wait.", {"capital_frequency": 3, "capital_relation": "at least"}, loose=False)
+
+
+def test_sentences_end_at_punctuation_not_at_titles_or_line_breaks():
+    two = {"num_sentences": 3, "relation": "less than"}
+    assert follows("length_constraints:number_sentences", "Dr. Smith arrived. He sat down.", two, loose=False)
+    one = {"num_sentences": 2, "relation": "less than"}
+    assert follows("length_constraints:number_sentences", "A list line\nanother line", one, loose=False)
+
+
+def test_keywords_are_regular_expressions_and_an_invalid_one_is_a_one_line_error():
+    assert follows("keywords:existence", "What a nice color.", {"keywords": ["colou?r"]}, loose=False)
+    with pytest.raises(SmollabError, match="regular expression"):
+        follows("keywords:existence", "f(x = 1", {"keywords": ["f(x"]}, loose=False)
+
+
+def test_an_absent_kwarg_is_a_one_line_error_and_none_means_absent():
+    words = "length_constraints:number_words"
+    with pytest.raises(SmollabError, match="takes"):
+        follows(words, "one two", {"num_words": 3}, loose=False)
+    with pytest.raises(SmollabError, match="takes"):
+        follows(words, "one two", {"num_words": 3, "relation": None}, loose=False)
+    assert follows(words, "one two", {"num_words": 3, "relation": "less than", "language": None}, loose=False)
