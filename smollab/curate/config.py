@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Strict(BaseModel):
@@ -32,7 +32,7 @@ class InputConfig(Strict):
     split: str = "train"
     text: str | None = Field(None, description="record field holding the text (default: 'text', or 'html' for format html)")
     template: str | None = Field(None, description="format string over record fields instead of `text`, e.g. '{question}\\n{answer}'")
-    id: str = Field("id", description="record field holding a document id (default: position in the file)")
+    id: str = Field("id", description="record field holding a document id (default: file path in the input folder + line number)")
     limit: int | None = Field(None, gt=0, description="read at most this many documents per task")
     filters: bool = Field(True, description="apply the heuristic web filters (turn off for code: they judge prose)")
 
@@ -129,8 +129,40 @@ class ClassifierConfig(Strict):
 
 
 class ScoreConfig(Strict):
-    threshold: int = Field(3, ge=0, description="keep documents with int_score ≥ threshold (FineWeb-Edu: 3)")
+    """Scoring, and what is kept of each ``int_score`` band.
+
+    A band listed in ``keep`` keeps that fraction of its documents; any other band is kept whole at
+    or above ``threshold`` and dropped below it. ``{threshold: 1, keep: {1: 0.3, 2: 0.6}}`` drops
+    score 0, keeps 30 % of score 1, 60 % of score 2 and every document scoring 3 or more.
+    """
+
+    threshold: int = Field(
+        3, ge=0, description="bands not listed in `keep`: kept whole if int_score ≥ threshold, else dropped (FineWeb-Edu: 3)"
+    )
+    keep: dict[int, float] = Field(
+        default_factory=dict,
+        description="int_score band → fraction of its documents kept, in [0, 1], e.g. {1: 0.3, 2: 0.6}; overrides `threshold`",
+    )
+    seed: int = Field(0, ge=0, description="which documents of a downsampled band are kept: a hash of (seed, document id)")
     batch_size: int = Field(64, ge=1, description="documents embedded per batch")
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _bands_and_fractions(cls, keep: Any) -> Any:
+        if not isinstance(keep, dict):
+            return keep
+        checked = {}
+        for band, fraction in keep.items():
+            if isinstance(band, bool) or not str(band).isdigit():
+                raise ValueError(f"band {band!r} is not an int_score; bands are whole scores 0, 1, 2, …, e.g. keep: {{1: 0.3}}")
+            if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 <= fraction <= 1:
+                raise ValueError(f"band {band}: keep fraction {fraction!r} is not in [0, 1]; give the share of the band to keep, e.g. 0.3")
+            checked[int(band)] = float(fraction)
+        return checked
+
+    def keep_fraction(self, int_score: int) -> float:
+        """The share of documents scoring ``int_score`` that are kept."""
+        return self.keep.get(int_score, 1.0 if int_score >= self.threshold else 0.0)
 
 
 class SlurmConfig(Strict):

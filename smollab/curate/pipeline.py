@@ -35,7 +35,7 @@ from smollab.curate.decontam import Decontaminate
 from smollab.curate.filters import FunnelCount, heuristic_blocks, token_counter
 from smollab.curate.read import read_blocks
 from smollab.curate.rubrics import RUBRICS
-from smollab.curate.score import KeepThreshold, ScoreDocuments
+from smollab.curate.score import KeepByScore, ScoreDocuments
 from smollab.errors import SmollabError
 
 
@@ -134,7 +134,7 @@ def build_stages(cfg: CurateConfig, out: Path) -> list[Stage]:
         classifier_dir = cfg.classifier.pretrained or str(out / "classifier")
         stages.append(Stage("score", lambda: [
             JsonlReader(str(scored_input)), ScoreDocuments(classifier_dir, cfg.score.batch_size),
-            KeepThreshold(cfg.score.threshold), FunnelCount("score"), writer("score"),
+            KeepByScore(cfg.score), FunnelCount("score"), writer("score"),
         ], tasks))
     return stages
 

@@ -39,7 +39,8 @@ class RecordAdapter:
         if not text:
             reader.stat_update("skipped_no_text")
         raw_id = data.get(self.id_key)
-        doc_id = f"{self.source}/{raw_id if raw_id is not None else f'{Path(path).name}/{id_in_file}'}"
+        # without an id field, the file's path inside its input folder + the line: unique across subfolders
+        doc_id = f"{self.source}/{raw_id if raw_id is not None else f'{path}/{id_in_file}'}"
         metadata = {"source": self.source}
         if self.exempt:
             metadata["heuristics_exempt"] = True

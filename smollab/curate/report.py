@@ -4,7 +4,8 @@ The funnel is read back from datatrove's per-task stats files (``logs/<stage>/st
 merged across tasks), never from counters kept in memory by the run, so a resumed run — where
 finished tasks were skipped — reports the same numbers as an uninterrupted one. The trade-off:
 the report depends on block names and stat keys (``FunnelCount``'s ``docs``/``tokens``,
-datatrove's ``total``/``forwarded``/``dropped_*``), which this module and ``filters.py`` own.
+``KeepByScore``'s ``kept_int_score_<b>``, datatrove's ``total``/``forwarded``/``dropped_*``), which
+this module, ``filters.py`` and ``score.py`` own.
 """
 
 from __future__ import annotations
@@ -76,6 +77,18 @@ def merge_removed_ids(out: Path) -> Path:
     return target
 
 
+def score_bands(cfg: CurateConfig, out: Path) -> dict[str, dict]:
+    """Per ``int_score`` band: documents scored, the keep fraction applied, documents kept and dropped."""
+    stats = stage_stats(out, "score")
+    scored, kept = stats.get("🎯 score", {}), stats.get("✂️ keep", {})
+    bands = sorted(int(k.removeprefix("int_score_")) for k in scored if k.startswith("int_score_"))
+    return {
+        str(band): {"scored": scored[f"int_score_{band}"], "keep_fraction": cfg.score.keep_fraction(band),
+                    "kept": kept.get(f"kept_int_score_{band}", 0), "dropped": kept.get(f"dropped_int_score_{band}", 0)}
+        for band in bands
+    }
+
+
 def build_report(cfg: CurateConfig, out: Path, seconds: dict[str, float]) -> dict:
     out = Path(out)
     report: dict = {"out": str(out), "funnel": _funnel(out), "seconds_this_run": {k: round(v, 2) for k, v in seconds.items()}}
@@ -106,10 +119,9 @@ def build_report(cfg: CurateConfig, out: Path, seconds: dict[str, float]) -> dic
     classifier_dir = Path(cfg.classifier.pretrained) if cfg.classifier and cfg.classifier.pretrained else out / "classifier"
     if (classifier_dir / "config.json").exists():
         report["classifier"] = json.loads((classifier_dir / "config.json").read_text()) | {"dir": str(classifier_dir)}
-    scored = stage_stats(out, "score").get("🎯 score")
-    if scored:
-        report["score_histogram"] = {k.removeprefix("int_score_"): v for k, v in sorted(scored.items()) if k.startswith("int_score_")}
-        report["threshold"] = cfg.score.threshold
+    if stage_stats(out, "score"):
+        report["score"] = {"threshold": cfg.score.threshold, "keep": cfg.score.keep, "seed": cfg.score.seed,
+                           "bands": score_bands(cfg, out)}
     report["curated"] = str(out / "curated")
     (out / "curation_report.json").write_text(json.dumps(report, indent=2))
     return report
@@ -129,5 +141,7 @@ def print_summary(report: dict, console: Console | None = None) -> None:
         held = report["classifier"]["metrics"]["held_out"]
         console.print(f"classifier held-out (n={held['n']}): MSE {held['mse']:.3f}, macro-F1 {held['macro_f1']:.3f}, "
                       f"binary F1 @{report['classifier']['threshold']} {held['binary_f1']:.3f}")
-    if "score_histogram" in report:
-        console.print(f"int_score histogram: {report['score_histogram']} (keep ≥ {report['threshold']})")
+    if "score" in report:
+        bands = report["score"]["bands"].items()
+        console.print("int_score bands, kept/scored: "
+                      + ", ".join(f"{band}: {int(b['kept'])}/{int(b['scored'])} (keep {b['keep_fraction']:g})" for band, b in bands))

@@ -1,22 +1,25 @@
-"""Step 7, scoring and thresholding as datatrove blocks: every document gets ``score`` and ``int_score``.
+"""Step 7, scoring and keeping as datatrove blocks: every document gets ``score`` and ``int_score``.
 
 ``ScoreDocuments`` embeds documents in batches (the embedder is loaded lazily inside the worker,
 so only the small head travels when a pipeline is shipped to other processes or nodes) and writes
-the paper's two fields into metadata; ``KeepThreshold`` keeps ``int_score ≥ threshold``. Keeping
-them separate lets a user score without filtering (``threshold: 0``) and lets the histogram count
-every scored document, not only the kept ones.
+the paper's two fields into metadata; ``KeepByScore`` keeps each ``int_score`` band whole, not at
+all, or a fraction of it (``score.keep``), as SmolLM2 did for DCLM. Keeping them separate lets a
+user score without filtering (``threshold: 0``) and lets the histogram count every scored
+document, not only the kept ones.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.batching import batched
 
 from smollab.curate.classifier import Classifier
+from smollab.curate.config import ScoreConfig
 
 
 class ScoreDocuments(PipelineStep):
@@ -41,14 +44,30 @@ class ScoreDocuments(PipelineStep):
                 yield doc
 
 
-class KeepThreshold(BaseFilter):
-    """Keeps documents whose ``int_score`` reaches the threshold (FineWeb-Edu keeps ≥ 3)."""
+class KeepByScore(BaseFilter):
+    """Keeps a document with its band's ``ScoreConfig.keep_fraction``, decided by a hash of (seed, id).
 
-    name = "✂️ threshold"
+    The decision is a pure function of the document, not a draw from a shared random generator, so
+    the kept set is the same for any number of tasks or workers, any input order, and a resumed run;
+    the cost is that a band keeps a binomial count around fraction × size rather than exactly that
+    many. Kept documents are counted per band (``kept_int_score_<b>``), dropped ones by datatrove
+    (``dropped_int_score_<b>``).
+    """
 
-    def __init__(self, threshold: int):
+    name = "✂️ keep"
+
+    def __init__(self, cfg: ScoreConfig):
         super().__init__()
-        self.threshold = threshold
+        self.cfg = cfg
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return doc.metadata["int_score"] >= self.threshold or (False, "below_threshold")
+        band = doc.metadata["int_score"]
+        if keep_draw(doc.id, self.cfg.seed) < self.cfg.keep_fraction(band):
+            self.stat_update(f"kept_int_score_{band}")
+            return True
+        return False, f"int_score_{band}"
+
+
+def keep_draw(doc_id: str, seed: int) -> float:
+    """A uniform number in [0, 1) fixed by the document id and the seed (< fraction means kept)."""
+    return xxhash.xxh64_intdigest(doc_id, seed=seed) / 2**64

@@ -1,40 +1,13 @@
 import pytest
 
-from curate_helpers import read_curated, rows, write_jsonl
+from curate_helpers import curate_config, read_curated
 from smollab.curate import classifier as classifier_module
-from smollab.curate.classifier import train_classifier
-from smollab.curate.config import ClassifierConfig, CurateConfig
 from smollab.curate.pipeline import run_curation
 from smollab.curate.report import build_report
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    web = rows("web_news_articles", 40)
-    math = rows("math_gsm8k_train", 40)
-    write_jsonl(root / "in" / "a.jsonl.gz", [{"id": r["id"], "text": r["text"]} for r in web[:20] + web[:3]])
-    write_jsonl(root / "in" / "b.jsonl.gz", [{"id": r["id"], "text": f"{r['question']}\n{r['answer']}"} for r in math[:20]])
-    clf = train_classifier(
-        [r["text"] for r in web[20:]] + [f"{r['question']}\n{r['answer']}" for r in math[20:]], [1.0] * 20 + [4.0] * 20,
-        ClassifierConfig(max_length=32, epochs=50), max_score=5, threshold=3,
-    )
-    clf.save(root / "clf")
-    return root
-
-
-def _config(root):
-    return CurateConfig.model_validate({
-        "inputs": {"mixed": {"files": [str(root / "in" / "*.jsonl.gz")], "filters": False}},
-        "decontam": None, "annotate": None,
-        "classifier": {"pretrained": str(root / "clf")},
-        "score": {"threshold": 3, "batch_size": 8},
-        "executor": {"tasks": 2, "workers": 1},
-    })
-
-
 def test_interrupted_pipeline_resumes_to_the_same_output(corpus, tmp_path, monkeypatch):
-    cfg = _config(corpus)
+    cfg = curate_config(corpus, {"threshold": 3, "batch_size": 8})
     run_curation(cfg, tmp_path / "whole", log=lambda _: None)
     expected = read_curated(tmp_path / "whole" / "curated")
     assert 0 < len(expected) < 40
