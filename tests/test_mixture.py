@@ -1,10 +1,13 @@
+import re
 from collections import Counter
 
 import pytest
 
 from smollab.data.mixture import MixtureSampler, permute
 from smollab.data.shards import load_streams
+from smollab.data.tokenize import tokenize_recipe
 from smollab.recipe import load_recipe
+from tests.conftest import smollab
 
 
 @pytest.fixture
@@ -67,10 +70,27 @@ def test_a_source_is_read_without_repeats_within_an_epoch(sampler):
     assert s.planned_epochs()["web"] == pytest.approx(len(seen) / windows)
 
 
-def test_epochs_beyond_max_epochs_are_warned(sampler, write_recipe):
-    recipe = load_recipe(write_recipe(stages=[{"name": "one", "until_tokens": 2000 * 1024, "mixture": {"web": 1.0}}]))
-    s = MixtureSampler(recipe, load_streams(recipe.shards_dir, ["web"]))
-    assert s.planned_epochs()["web"] > recipe.data.sources["web"].max_epochs
+def test_a_source_repeated_beyond_its_max_epochs_is_warned_and_one_within_it_is_not(write_recipe, tmp_path):
+    # 4 steps of 16 samples × 64 tokens, half from each source: 2048 tokens of a 3-question source (~550 tokens,
+    # so over its max_epochs of 2) and 2048 of a 200-question one (well under the default 4)
+    gsm8k = {"bundled": "math_gsm8k_train", "template": "Question: {question}\nAnswer: {answer}"}
+    path = write_recipe(
+        data={"sources": {"few": {**gsm8k, "limit": 3, "max_epochs": 2}, "many": {**gsm8k, "limit": 200}},
+              "shards_dir": str(tmp_path / "shards")},
+        stages=[{"name": "one", "until_tokens": 4 * 1024, "mixture": {"few": 0.5, "many": 0.5}}])
+    tokenize_recipe(load_recipe(path), workers=1)
+    # 32 samples over the few source's distinct 65-token windows (a window starts every 64 tokens)
+    few_epochs = 32 / ((load_streams(tmp_path / "shards", ["few"])["few"].num_tokens - 1) // 64)
+    assert few_epochs > 2 + 1  # past max_epochs by a margin the warning's rounding shows
+
+    stderr = " ".join(smollab("train", str(path)).stderr.split())  # rich wraps long lines at the terminal width
+    warning = re.search(r"warning: source '(\w+)' will be repeated ([\d.]+) epochs, more than "
+                        r"data\.sources\.(\w+)\.max_epochs = ([\d.]+)", stderr)
+    assert warning, stderr
+    source, epochs, field_source, limit = warning.groups()
+    assert (source, field_source, limit) == ("few", "few", "2")
+    assert float(epochs) == pytest.approx(few_epochs, abs=0.05)  # printed to one decimal
+    assert stderr.count("warning: source") == 1 and "'many'" not in stderr
 
 
 def test_feistel_permutation_is_a_bijection():

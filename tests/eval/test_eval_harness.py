@@ -48,14 +48,30 @@ def test_greedy_continuation_is_detected(tiny_model, tokenizer):
     assert lm.loglikelihood([(context, greedy_text)])[0][1] is True
 
 
-def test_rolling_loglikelihood_sums_windows_like_one_pass(tiny_model, tokenizer):
-    text = " ".join(f"word{i}" for i in range(120))
-    whole = SmolLM(tiny_model, tokenizer, max_length=1024).loglikelihood_rolling([text])[0]
-    windowed = SmolLM(tiny_model, tokenizer, max_length=64).loglikelihood_rolling([text])[0]
-    lm = SmolLM(tiny_model, tokenizer)
-    reference = reference_loglikelihood(tiny_model, lm, "", text)[0]
-    assert whole == pytest.approx(reference, abs=1e-3)
-    assert windowed != pytest.approx(whole, abs=1e-3)  # shorter windows see less context
+def reference_rolling_loglikelihood(model, tokens, prefix_token, max_length):
+    """lm-eval's rolling rule (get_rolling_token_windows with context_len=1, then make_disjoint_window), as
+    one loop over ``[prefix] + tokens``: each window predicts the next ``max_length`` not yet scored tokens
+    from a row of the ``max_length`` tokens just before the last of them, one plain forward per window."""
+    sequence, total, scored = [prefix_token, *tokens], 0.0, 0
+    while scored < len(tokens):
+        end = min(scored + max_length, len(tokens))  # tokens[scored:end] are sequence[scored + 1:end + 1]
+        row = sequence[max(0, end - max_length):end]
+        with torch.no_grad():
+            logprobs = model(torch.tensor([row])).logits.float().log_softmax(-1)[0]
+        predicted = torch.tensor(tokens[scored:end])
+        total += float(logprobs[-len(predicted):].gather(1, predicted[:, None]).sum())
+        scored = end
+    return total
+
+
+@pytest.mark.parametrize("max_length", [64, 1024])
+def test_rolling_loglikelihood_scores_every_token_once_in_lm_eval_windows(tiny_model, tokenizer, max_length):
+    long_text = " ".join(f"word{i}" for i in range(120))  # 370 tokens: at 64, five full windows and one of 50
+    texts = [long_text, "word7"]
+    expected = [reference_rolling_loglikelihood(tiny_model, tokenizer(text, add_special_tokens=False)["input_ids"],
+                                                tokenizer.eos_token_id, max_length) for text in texts]
+    ours = SmolLM(tiny_model, tokenizer, max_length=max_length).loglikelihood_rolling(texts)
+    assert ours == pytest.approx(expected, rel=1e-6)  # ~4,000 nats; a window off by one token moves it > 0.1
 
 
 def test_generation_stops_at_stop_sequences_and_is_batch_invariant(tiny_model, tokenizer):
