@@ -100,6 +100,7 @@ app.add_typer(tokenizer_app, name="tokenizer")
 def _register() -> None:
     """Verbs whose functions live in their own modules (the module owns the work and the help text)."""
     from smollab.curate.cli import curate
+    from smollab.data.mixture_report import mixture
     from smollab.data.tokenize import tokenize
     from smollab.eval.cli import eval_command
     from smollab.tokenizer import show, train as train_tokenizer
@@ -107,6 +108,7 @@ def _register() -> None:
     tokenizer_app.command("train")(train_tokenizer)
     tokenizer_app.command("show")(show)
     app.command("tokenize")(tokenize)
+    app.command("mixture")(mixture)
     app.command("curate")(curate)
     app.command("eval")(eval_command)
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from smollab.curate.config import CurateConfig
 from smollab.errors import SmollabError
+from smollab.mix.config import RebalanceConfig, RulesPolicy, check_rebalance
 
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 
@@ -116,6 +117,8 @@ class StageConfig(Strict):
     mixture: dict[str, float]
     seq_len: int | None = Field(None, description="default: batch.seq_len")
     rope_theta: float | None = Field(None, description="change RoPE θ from this stage on")
+    rebalance: RebalanceConfig | None = Field(
+        None, description="rules on the evaluation before this stage, or online data mixing in it (docs/mixing.md)")
 
 
 class OptimConfig(Strict):
@@ -148,8 +151,17 @@ class CheckpointConfig(Strict):
     keep: int = Field(3, ge=1)
 
 
+class HeldoutConfig(Strict):
+    """A slice at the end of each source's shards that is never trained on; its loss per source is
+    measured at every checkpoint (the signal rebalancing reads at toy scale, where benchmarks sit at chance)."""
+
+    tokens: TokenCount = Field(8192, ge=1, description="tokens held out per source")
+    batch_size: int = Field(8, ge=1, description="held-out windows per forward pass")
+
+
 class EvalConfig(Strict):
     tasks: list[str] = []
+    heldout: HeldoutConfig | None = Field(None, description="held-out loss per source at each checkpoint")
     limit: int | None = Field(100, ge=1, description="first N rows of each task; null: all")
     batch_size: int = Field(8, ge=1)
     allow_unisolated_code: bool = Field(False, description="run generated code (humaneval) where the sandbox cannot "
@@ -208,6 +220,8 @@ class Recipe(Strict):
                 )
             previous = boundary
             _check_mixture(f"stages.{i}.mixture", stage.mixture, self.data.sources)
+            if stage.rebalance is not None:
+                self._check_rebalance(i, stage)
             seq_len = stage.seq_len or self.batch.seq_len
             per_micro = seq_len * self.batch.micro_batch
             if self.batch.tokens_per_step % per_micro:
@@ -216,6 +230,16 @@ class Recipe(Strict):
                     f"= {seq_len} × {self.batch.micro_batch}; pick a multiple of {per_micro:,}"
                 )
         return self
+
+    def _check_rebalance(self, i: int, stage: StageConfig) -> None:
+        if i == 0 and isinstance(stage.rebalance, RulesPolicy):
+            raise ValueError("stages.0.rebalance: rules read the evaluation at the end of the previous stage and "
+                             "stage 0 has none; move the rules to a later stage, or use policy: odm")
+        from smollab.eval.tasks import GROUPS  # task groups expand as `smollab eval` expands them
+
+        tasks = [task for name in self.eval.tasks for task in GROUPS.get(name, [name])]
+        check_rebalance(f"stages.{i}.rebalance", stage.rebalance, set(stage.mixture), set(self.data.sources),
+                        tasks, self.eval.heldout is not None)
 
     @property
     def total_tokens(self) -> int:
@@ -303,7 +327,10 @@ def _child(node: Any, key: str, path: str, create: bool) -> Any:
 
 def format_validation_error(source: str, err: ValidationError) -> str:
     first = err.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"])
+    parts = [str(part) for part in first["loc"]]
+    # a discriminated union (rebalance) puts its tag into the path: stages.1.rebalance.rules.rules.0 → …rebalance.rules.0
+    parts = [p for i, p in enumerate(parts) if not (i and parts[i - 1] == "rebalance" and p in ("rules", "odm"))]
+    loc = ".".join(parts)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown field; check its spelling against the recipe reference (docs/recipe.md)"

@@ -10,12 +10,19 @@ permutation per epoch, so a source is shuffled without materialising an index. N
 the number of ranks or on history: resume is exact and elastic. The trade-off: the interleaving
 pattern of sources is regular (stratified) rather than random, and the shuffle is over fixed
 windows of the source's token stream (documents joined with EOS, as nanotron does).
+
+What the sampler reads is a schedule: ordered segments of (stage, steps, shares, the decision
+that set them), one per stage for a static recipe. A policy changes the shares from a step on by
+splitting the segment there; each segment restarts the Beatty sequences with its own offsets and
+continues every source where the earlier segments left it, so a sample stays a pure function of
+(seed, global index, schedule) and the schedule, stored as JSON, is all a resume needs.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -66,9 +73,67 @@ def permute(index: int, size: int, key: int) -> int:
             return x
 
 
+RECIPE = "recipe"  # the decision label of a stage's shares as the recipe wrote them
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Steps ``[start_step, end_step)`` of one stage under one set of integer shares, and what decided them.
+
+    ``ordinal`` counts the stage's earlier segments: segment 0 keeps the stage's Beatty offsets, so
+    a static recipe samples exactly as before schedules existed; later ones get offsets of their own.
+    """
+
+    stage: int
+    start_step: int
+    end_step: int  # exclusive
+    sources: tuple[str, ...]
+    shares: tuple[int, ...]  # integer numerators over _SHARE_DENOMINATOR, summing to it
+    decision: str
+    ordinal: int = 0
+
+    def weight(self, source: str) -> float:
+        return self.shares[self.sources.index(source)] / _SHARE_DENOMINATOR if source in self.sources else 0.0
+
+    def counts(self, n: int, seed: int) -> dict[str, int]:
+        """How many of the segment's first ``n`` samples come from each source (closed form)."""
+        out, remaining_weight, x = {}, _SHARE_DENOMINATOR, n
+        for level, (source, share) in enumerate(zip(self.sources, self.shares)):
+            taken = x if share == remaining_weight else (x * share + self._offset(seed, level, remaining_weight)) // remaining_weight
+            out[source] = taken
+            x -= taken
+            remaining_weight -= share
+        return out
+
+    def locate(self, j: int, seed: int) -> tuple[str, int]:
+        """Source of the segment's ``j``-th sample and how many earlier samples of the segment that source had."""
+        remaining_weight, x = _SHARE_DENOMINATOR, j
+        for level, (source, share) in enumerate(zip(self.sources, self.shares)):
+            if share == remaining_weight:
+                return source, x
+            offset = self._offset(seed, level, remaining_weight)
+            before = (x * share + offset) // remaining_weight
+            if ((x + 1) * share + offset) // remaining_weight > before:
+                return source, before
+            x -= before
+            remaining_weight -= share
+        raise AssertionError("shares sum to the denominator, so the last level takes everything")
+
+    def _offset(self, seed: int, level: int, modulus: int) -> int:
+        if self.ordinal == 0:
+            return _key(seed, "stage-offset", self.stage, level) % modulus
+        return _key(seed, "segment-offset", self.stage, self.ordinal, level) % modulus
+
+    def to_json(self) -> dict:
+        return {"stage": self.stage, "start_step": self.start_step, "end_step": self.end_step,
+                "shares": {s: n / _SHARE_DENOMINATOR for s, n in zip(self.sources, self.shares)},
+                "numerators": dict(zip(self.sources, self.shares)), "denominator": _SHARE_DENOMINATOR,
+                "decision": self.decision}
+
+
 @dataclass(frozen=True)
 class StagePlan:
-    """One stage resolved against the batch geometry: step and sample ranges, integer shares."""
+    """One stage resolved against the batch geometry: step and sample ranges, the recipe's integer shares."""
 
     index: int
     name: str
@@ -85,35 +150,17 @@ class StagePlan:
     def num_samples(self) -> int:
         return (self.end_step - self.start_step) * self.samples_per_step
 
+    @property
+    def recipe_segment(self) -> Segment:
+        """The whole stage under the recipe's shares: the stage's segment in a static schedule."""
+        return Segment(self.index, self.start_step, self.end_step, self.sources, self.shares, RECIPE)
+
     def weight(self, source: str) -> float:
-        return self.shares[self.sources.index(source)] / _SHARE_DENOMINATOR if source in self.sources else 0.0
+        return self.recipe_segment.weight(source)
 
     def counts(self, n: int, seed: int) -> dict[str, int]:
-        """How many of the stage's first ``n`` samples come from each source (closed form)."""
-        out, remaining_weight, x = {}, _SHARE_DENOMINATOR, n
-        for level, (source, share) in enumerate(zip(self.sources, self.shares)):
-            taken = x if share == remaining_weight else (x * share + self._offset(seed, level, remaining_weight)) // remaining_weight
-            out[source] = taken
-            x -= taken
-            remaining_weight -= share
-        return out
-
-    def locate(self, j: int, seed: int) -> tuple[str, int]:
-        """Source of the stage's ``j``-th sample and how many earlier samples that source had."""
-        remaining_weight, x = _SHARE_DENOMINATOR, j
-        for level, (source, share) in enumerate(zip(self.sources, self.shares)):
-            if share == remaining_weight:
-                return source, x
-            offset = self._offset(seed, level, remaining_weight)
-            before = (x * share + offset) // remaining_weight
-            if ((x + 1) * share + offset) // remaining_weight > before:
-                return source, before
-            x -= before
-            remaining_weight -= share
-        raise AssertionError("shares sum to the denominator, so the last level takes everything")
-
-    def _offset(self, seed: int, level: int, modulus: int) -> int:
-        return _key(seed, "stage-offset", self.index, level) % modulus
+        """How many of the stage's first ``n`` samples come from each source under the recipe's shares."""
+        return self.recipe_segment.counts(n, seed)
 
 
 def _integer_shares(mixture: dict[str, float]) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -147,6 +194,84 @@ def plan_stages(recipe: Recipe) -> list[StagePlan]:
     return plans
 
 
+def _check_shares(shares: dict[str, float], where: str) -> None:
+    for name, share in shares.items():
+        if not math.isfinite(share) or share < 0:
+            raise SmollabError(f"{where}: share {share} of '{name}' is not a finite number ≥ 0; shares are token fractions in [0, 1]")
+    if abs(sum(shares.values()) - 1.0) > 1e-6:
+        raise SmollabError(f"{where}: shares sum to {sum(shares.values()):g}, not 1; renormalise them")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Ordered segments covering every training step: what the sampler reads.
+
+    A change of shares applies from a step on and never before the latest decision, so the
+    past is never rewritten; the recipe's own segments (decision ``recipe``) of later stages are
+    plans, not decisions, and a policy may replace them.
+    """
+
+    segments: tuple[Segment, ...]
+
+    @classmethod
+    def static(cls, stages: list[StagePlan]) -> Schedule:
+        return cls(tuple(plan.recipe_segment for plan in stages))
+
+    @property
+    def sources(self) -> list[str]:
+        """Every source some segment draws from, in order of first appearance."""
+        return list(dict.fromkeys(source for segment in self.segments for source in segment.sources))
+
+    def index_of_step(self, step: int) -> int:
+        return bisect.bisect_right([segment.start_step for segment in self.segments], step) - 1
+
+    def with_shares(self, from_step: int, sources: tuple[str, ...], shares: tuple[int, ...], decision: str) -> tuple[Schedule, Segment]:
+        """This schedule with ``shares`` from ``from_step`` to the end of its stage, and the new segment."""
+        if decision == RECIPE:
+            raise SmollabError(f"schedule: the decision label '{RECIPE}' is kept for the recipe's own shares; name the rule or policy")
+        end = self.segments[-1].end_step
+        if not 0 <= from_step < end:
+            raise SmollabError(f"schedule: step {from_step} is outside training (steps 0–{end - 1}); "
+                               "shares change from a step still to be trained, within its stage")
+        decided = [segment for segment in self.segments if segment.decision != RECIPE]
+        if decided and from_step < decided[-1].start_step:
+            raise SmollabError(f"schedule: shares from step {from_step} would rewrite the past ('{decided[-1].decision}' "
+                               f"set them from step {decided[-1].start_step}); decide from step {decided[-1].start_step} on")
+        k = self.index_of_step(from_step)
+        old = self.segments[k]
+        if from_step == old.start_step:
+            head, new = (), replace(old, sources=sources, shares=shares, decision=decision)
+        else:
+            head = (replace(old, end_step=from_step),)
+            new = Segment(old.stage, from_step, old.end_step, sources, shares, decision, old.ordinal + 1)
+        return Schedule(self.segments[:k] + head + (new,) + self.segments[k + 1:]), new
+
+    def to_json(self) -> list[dict]:
+        """Plain dicts: the exact integer numerators (what sampling uses) and the shares as floats (for reading)."""
+        return [segment.to_json() for segment in self.segments]
+
+    @classmethod
+    def from_json(cls, data: list[dict], where: str = "schedule") -> Schedule:
+        """The schedule ``to_json`` wrote; the sampler then checks that it fits the recipe's stages."""
+        segments, per_stage = [], {}
+        try:
+            for k, entry in enumerate(data):
+                numerators = {str(s): int(n) for s, n in entry["numerators"].items()}
+                if entry["denominator"] != _SHARE_DENOMINATOR or sum(numerators.values()) != _SHARE_DENOMINATOR or min(numerators.values()) < 1:
+                    raise SmollabError(f"{where}: segment {k}'s numerators {numerators} are not positive parts of "
+                                       f"{_SHARE_DENOMINATOR} (denominator {entry['denominator']}); it was not written by this smollab")
+                stage = int(entry["stage"])
+                segments.append(Segment(stage, int(entry["start_step"]), int(entry["end_step"]), tuple(numerators),
+                                        tuple(numerators.values()), str(entry["decision"]), per_stage.get(stage, 0)))
+                per_stage[stage] = per_stage.get(stage, 0) + 1
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise SmollabError(f"{where}: malformed segment ({type(err).__name__}: {err}); "
+                               "expected the list Schedule.to_json() writes") from None
+        if not segments:
+            raise SmollabError(f"{where}: no segments; expected the list Schedule.to_json() writes")
+        return cls(tuple(segments))
+
+
 @dataclass(frozen=True)
 class Sample:
     index: int  # global sample index
@@ -158,31 +283,77 @@ class Sample:
 
 
 class MixtureSampler:
-    """Maps global sample indices to token windows of the recipe's sources."""
+    """Maps global sample indices to token windows of the recipe's sources, under a schedule.
 
-    def __init__(self, recipe: Recipe, streams: dict[str, TokenSource]):
+    ``schedule`` is the realised one (e.g. ``Schedule.from_json(meta["schedule"])``); None is the
+    recipe's static schedule.
+    """
+
+    def __init__(self, recipe: Recipe, streams: dict[str, TokenSource], schedule: Schedule | None = None):
         self.seed = recipe.train.seed
         self.stages = plan_stages(recipe)
         self.streams = streams
+        self.shards_dir = recipe.shards_dir
         self.total_steps = self.stages[-1].end_step
-        self._before: list[dict[tuple[str, int], int]] = []  # samples served before each stage
-        served: dict[tuple[str, int], int] = {}
-        for plan in self.stages:
-            self._before.append(dict(served))
-            for source, n in plan.counts(plan.num_samples, self.seed).items():
-                served[(source, plan.seq_len)] = served.get((source, plan.seq_len), 0) + n
-        self.windows = {}
-        for plan in self.stages:
-            for source in plan.sources:
-                if source not in streams:
-                    raise SmollabError(f"source '{source}' has no token shards; run `{tokenize_command(recipe.shards_dir)}` first")
-                n = (streams[source].num_tokens - 1) // plan.seq_len
-                if n < 1:
-                    raise SmollabError(
-                        f"data.sources.{source}: {streams[source].num_tokens} tokens cannot fill one sequence of "
-                        f"{plan.seq_len}; add documents or lower the sequence length"
-                    )
-                self.windows[(source, plan.seq_len)] = n
+        self._use(schedule or Schedule.static(self.stages))
+
+    def _use(self, schedule: Schedule) -> None:
+        """Index ``schedule``: windows per (source, seq_len) and samples served before each segment.
+
+        Everything is checked before anything is replaced, so a refused schedule leaves the sampler as it was.
+        """
+        self._check_fits(schedule)
+        windows = {}
+        for segment in schedule.segments:
+            seq_len = self.stages[segment.stage].seq_len
+            for source in segment.sources:
+                if (source, seq_len) not in windows:
+                    windows[(source, seq_len)] = self._count_windows(source, seq_len)
+        before, served = [], {}
+        for segment in schedule.segments:
+            seq_len = self.stages[segment.stage].seq_len
+            before.append(dict(served))
+            for source, n in segment.counts(self._num_samples(segment), self.seed).items():
+                served[(source, seq_len)] = served.get((source, seq_len), 0) + n
+        self.schedule, self.windows, self._before = schedule, windows, before
+
+    def _check_fits(self, schedule: Schedule) -> None:
+        """Segments run back to back from step 0 to the last, each inside the stage it names."""
+        step, spans = 0, ", ".join(f"{p.name} {p.start_step}–{p.end_step}" for p in self.stages)
+        for k, segment in enumerate(schedule.segments):
+            plan = self.stages[segment.stage] if 0 <= segment.stage < len(self.stages) else None
+            if plan is None or segment.start_step != step or not plan.start_step <= step < segment.end_step <= plan.end_step:
+                raise SmollabError(f"schedule: segment {k} (stage {segment.stage}, steps {segment.start_step}–{segment.end_step}) "
+                                   f"does not fit the recipe's stages ({spans}); use the recipe the schedule was made with")
+            step = segment.end_step
+        if step != self.total_steps:
+            raise SmollabError(f"schedule: its segments end at step {step}, the recipe's stages at {self.total_steps}; "
+                               "use the recipe the schedule was made with")
+
+    def _count_windows(self, source: str, seq_len: int) -> int:
+        if source not in self.streams:
+            raise SmollabError(f"source '{source}' has no token shards; run `{tokenize_command(self.shards_dir)}` first")
+        n = (self.streams[source].num_tokens - 1) // seq_len
+        if n < 1:
+            raise SmollabError(
+                f"data.sources.{source}: {self.streams[source].num_tokens} tokens cannot fill one sequence of "
+                f"{seq_len}; add documents or lower the sequence length"
+            )
+        return n
+
+    def _num_samples(self, segment: Segment) -> int:
+        return (segment.end_step - segment.start_step) * self.stages[segment.stage].samples_per_step
+
+    def set_shares(self, from_step: int, shares: dict[str, float], decision: str) -> Segment:
+        """Draw from ``shares`` from ``from_step`` to the end of its stage; returns the new segment.
+
+        Any source with shards may enter; each source continues at the position its earlier
+        segments left it, so no sample is repeated or skipped by the change.
+        """
+        _check_shares(shares, f"schedule: shares from step {from_step} ('{decision}')")
+        schedule, segment = self.schedule.with_shares(from_step, *_integer_shares(shares), decision)
+        self._use(schedule)
+        return segment
 
     def stage_of_step(self, step: int) -> StagePlan:
         for plan in self.stages:
@@ -190,18 +361,28 @@ class MixtureSampler:
                 return plan
         raise SmollabError(f"step {step} is past the last stage (training has {self.total_steps} steps)")
 
-    def step_samples(self, step: int) -> list[Sample]:
-        plan = self.stage_of_step(step)
-        first = (step - plan.start_step) * plan.samples_per_step
-        return [self._sample(plan, first + j) for j in range(plan.samples_per_step)]
+    def segment_of_step(self, step: int) -> Segment:
+        self.stage_of_step(step)
+        return self.schedule.segments[self.schedule.index_of_step(step)]
 
-    def _sample(self, plan: StagePlan, j: int) -> Sample:
-        source, within = plan.locate(j, self.seed)
-        position = self._before[plan.index].get((source, plan.seq_len), 0) + within
+    def step_samples(self, step: int) -> list[Sample]:
+        self.stage_of_step(step)
+        k = self.schedule.index_of_step(step)
+        segment = self.schedule.segments[k]
+        plan = self.stages[segment.stage]
+        first = (step - segment.start_step) * plan.samples_per_step
+        return [self._sample(k, first + j) for j in range(plan.samples_per_step)]
+
+    def _sample(self, k: int, j: int) -> Sample:
+        segment = self.schedule.segments[k]
+        plan = self.stages[segment.stage]
+        source, within = segment.locate(j, self.seed)
+        position = self._before[k].get((source, plan.seq_len), 0) + within
         windows = self.windows[(source, plan.seq_len)]
         epoch, offset = divmod(position, windows)
         window = permute(offset, windows, _key(self.seed, source, plan.seq_len, epoch))
-        return Sample(plan.first_sample + j, plan.index, source, position, epoch, window)
+        index = plan.first_sample + (segment.start_step - plan.start_step) * plan.samples_per_step + j
+        return Sample(index, plan.index, source, position, epoch, window)
 
     def tokens(self, sample: Sample) -> np.ndarray:
         """The ``seq_len + 1`` tokens of a sample (inputs and shifted labels)."""
@@ -213,15 +394,16 @@ class MixtureSampler:
         """Tokens and epochs served per source after ``step`` steps, and tokens per stage."""
         per_source: dict[str, dict[str, float]] = {}
         per_stage: dict[str, float] = {}
-        for plan in self.stages:
-            done = min(max(step - plan.start_step, 0), plan.end_step - plan.start_step) * plan.samples_per_step
-            per_stage[plan.name] = done * plan.seq_len
-            for source, n in plan.counts(done, self.seed).items():
+        for segment in self.schedule.segments:
+            plan = self.stages[segment.stage]
+            done = min(max(step - segment.start_step, 0), segment.end_step - segment.start_step) * plan.samples_per_step
+            per_stage[plan.name] = per_stage.get(plan.name, 0) + done * plan.seq_len
+            for source, n in segment.counts(done, self.seed).items():
                 entry = per_source.setdefault(source, {"tokens": 0, "epochs": 0.0})
                 entry["tokens"] += n * plan.seq_len
                 entry["epochs"] += n / self.windows[(source, plan.seq_len)]
         return {"sources": per_source, "stages": per_stage}
 
     def planned_epochs(self) -> dict[str, float]:
-        """Epochs each source will have been repeated by the end of training."""
+        """Epochs each source will have been repeated by the end of training, under the current schedule."""
         return {s: v["epochs"] for s, v in self.consumed(self.total_steps)["sources"].items()}

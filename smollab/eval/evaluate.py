@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from smollab.eval.harness import GenerationRequest, SmolLM
+from smollab.eval.heldout import heldout_loss
 from smollab.eval.metrics import choice_predictions, mean_stderr
 from smollab.eval.sandbox import check_isolation
 from smollab.eval.tasks import expand
@@ -157,8 +158,9 @@ def headline(metrics: dict) -> str:
 
 
 def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, stage: str, step: int,
-                out_path: Path) -> dict:
-    """Evaluate an in-memory model during training and append one line to ``out_path`` (evals.jsonl).
+                out_path: Path, heldout: dict | None = None, heldout_seq_len: int = 0) -> dict:
+    """Evaluate an in-memory model during training and append one line to ``out_path`` (evals.jsonl):
+    the benchmark metrics of ``eval_config.tasks`` and, with ``heldout`` views, the held-out loss per source.
 
     The model's train/eval mode and the torch (CPU and CUDA), Python and NumPy RNG states are
     restored afterwards, so a run with in-loop evaluation has the same losses as one without."""
@@ -167,10 +169,15 @@ def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, 
     was_training = model.training
     model.eval()
     try:
-        lm = SmolLM(model, tokenizer, batch_size=eval_config.batch_size, name=f"step-{step}")
-        with torch.no_grad():
-            results, _ = evaluate(lm, eval_config.tasks, limit=eval_config.limit,
-                                  allow_unisolated_code=eval_config.allow_unisolated_code)
+        started = time.perf_counter()
+        losses = (heldout_loss(model, heldout, heldout_seq_len, eval_config.heldout.batch_size, model.device)
+                  if heldout else None)
+        results = {"tasks": {}, "averages": {}}
+        if eval_config.tasks:
+            lm = SmolLM(model, tokenizer, batch_size=eval_config.batch_size, name=f"step-{step}")
+            with torch.no_grad():
+                results, _ = evaluate(lm, eval_config.tasks, limit=eval_config.limit,
+                                      allow_unisolated_code=eval_config.allow_unisolated_code)
     finally:
         model.train(was_training)
         torch.set_rng_state(states[0])
@@ -181,7 +188,9 @@ def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, 
     line = {"step": step, "tokens": tokens, "stage": stage,
             "metrics": {name: {m: v["value"] for m, v in t["metrics"].items()} for name, t in results["tasks"].items()},
             "items": {name: t["items"] for name, t in results["tasks"].items()},
-            "averages": results["averages"], "seconds": results["seconds"]}
+            "averages": results["averages"], "seconds": time.perf_counter() - started}
+    if losses is not None:
+        line["heldout"] = losses
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("a", encoding="utf-8") as handle:

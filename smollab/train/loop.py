@@ -26,9 +26,11 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from smollab import pretrained
-from smollab.data.mixture import MixtureSampler, StagePlan
+from smollab.data.heldout import split_streams
+from smollab.data.mixture import MixtureSampler, Schedule, StagePlan
 from smollab.data.shards import load_streams
 from smollab.errors import SmollabError
+from smollab.mix.between_stages import decide, rule_targets, rules_due
 from smollab.presets import build_config, count_parameters
 from smollab.recipe import Recipe, dump_recipe
 from smollab.tokenizer import tokenizer_for_recipe
@@ -118,6 +120,13 @@ def set_rope_theta(model, theta: float) -> None:
     model.model.rotary_emb = type(rotary)(config=model.config, device=rotary.inv_freq.device)
 
 
+def use_stage_rope(model, sampler: MixtureSampler, stage: StagePlan) -> None:
+    """The RoPE θ in force in ``stage``: the latest ``rope_theta`` of it or of an earlier stage."""
+    theta = next((p.rope_theta for p in reversed(sampler.stages[: stage.index + 1]) if p.rope_theta), None)
+    if theta and theta != model.config.rope_parameters["rope_theta"]:
+        set_rope_theta(model, theta)
+
+
 def make_optimizer(model, recipe: Recipe, runtime: Runtime) -> torch.optim.Optimizer:
     optim = recipe.optim
     return torch.optim.AdamW(
@@ -168,6 +177,7 @@ class RunLog:
         if not self.enabled:
             return
         _drop_lines_after(self.path, resume_step, "step")
+        _drop_lines_after(out_dir / "decisions.jsonl", resume_step, "step")  # the decision at the resumed step is retaken
         # an in-loop eval line names the step count *at* its checkpoint, which resuming keeps
         _drop_lines_after(out_dir / "evals.jsonl", resume_step + 1, "step")
         self.file = self.path.open("a")
@@ -212,8 +222,12 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
         tokenizer_for_recipe(recipe)  # a per-run BPE is trained once, by one process
     barrier(runtime)
     tokenizer = tokenizer_for_recipe(recipe).tokenizer
-    sources = sorted({name for stage in recipe.stages for name in stage.mixture})
-    sampler = MixtureSampler(recipe, load_streams(recipe.shards_dir, sources))
+    sources = sorted({name for stage in recipe.stages for name in stage.mixture} | rule_targets(recipe))
+    streams, heldout = load_streams(recipe.shards_dir, sources), {}
+    if recipe.eval.heldout:  # the end of each source is scored, never trained on
+        longest = max([recipe.batch.seq_len] + [stage.seq_len or 0 for stage in recipe.stages])
+        streams, heldout = split_streams(streams, recipe.eval.heldout.tokens, longest)
+    sampler = MixtureSampler(recipe, streams)
     for source, epochs in sampler.planned_epochs().items():
         if epochs > recipe.data.sources[source].max_epochs:
             _report(f"[yellow]warning:[/] source '{source}' will be repeated {epochs:.1f} epochs, more than "
@@ -233,7 +247,10 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
         meta = checkpoint.load_newest(ckpt_root, model, optimizer, runtime,
                                       warn=lambda line: _report(f"[yellow]warning:[/] {line}", runtime))
         start_step = meta["step"]
+        if "schedule" in meta:  # the decisions taken before the checkpoint, replayed as they were
+            sampler = MixtureSampler(recipe, streams, Schedule.from_json(meta["schedule"], where=f"{meta['path']}/meta.json"))
         _report(f"resumed from {meta['path']} at step {start_step}", runtime)
+        _finish_side_work(start_step, model, tokenizer, sampler, heldout, recipe, runtime)
 
     schedule = WSD(recipe.schedule, recipe.optim.lr, sampler.total_steps)
     log = RunLog(out_dir, runtime, start_step)
@@ -255,11 +272,11 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
     with progress:
         bar = progress.add_task("train", total=sampler.total_steps, completed=start_step, loss=float("nan"))
         for step in range(start_step, sampler.total_steps):
+            if policy := rules_due(recipe, sampler, step):
+                _rebalance(policy, sampler, step, tokenizer, recipe, runtime)
             stage = sampler.stage_of_step(step)
             if stage is not current_stage:
-                theta = next((p.rope_theta for p in reversed(sampler.stages[: stage.index + 1]) if p.rope_theta), None)
-                if theta and theta != model.config.rope_parameters["rope_theta"]:
-                    set_rope_theta(model, theta)
+                use_stage_rope(model, sampler, stage)
                 current_stage = stage
                 progress.update(bar, description=f"train [{stage.name}]")
             profiler.step_begins(step)
@@ -289,7 +306,8 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
                 })
             progress.update(bar, advance=1, loss=stats["loss"])
             if _is_checkpoint_step(step + 1, recipe, sampler):
-                hf_dir = _checkpoint_and_export(step + 1, model, optimizer, tokenizer, sampler, recipe, runtime, ckpt_root)
+                hf_dir = _checkpoint_and_export(step + 1, model, optimizer, tokenizer, sampler, heldout, recipe, runtime,
+                                                ckpt_root)
     _report(profiler.close(), runtime)
     log.close()
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
@@ -307,6 +325,10 @@ def _check_eval_tasks(recipe: Recipe) -> None:
             raise SmollabError(f"eval.tasks: {err}") from None
 
 
+def _evaluates(recipe: Recipe) -> bool:
+    return bool(recipe.eval.tasks) or recipe.eval.heldout is not None
+
+
 def _report(line: str | None, runtime: Runtime) -> None:
     """One line on the main rank, never folded (paths stay whole in logs and for grep)."""
     if line and runtime.is_main:
@@ -321,9 +343,10 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
     per_pass = micro * runtime.world
     accum = len(samples) // per_pass
     step_tokens = len(samples) * stage.seq_len
-    source_index = {name: i for i, name in enumerate(stage.sources)}
+    sources = sampler.segment_of_step(step).sources
+    source_index = {name: i for i, name in enumerate(sources)}
     # [loss sum, token count] per source, plus the data fingerprint; reduced over ranks once per step
-    totals = torch.zeros(len(stage.sources) * 2 + 1, dtype=torch.float64)
+    totals = torch.zeros(len(sources) * 2 + 1, dtype=torch.float64)
     mine_all, sample_losses = [], []
     for a in range(accum):
         mine = samples[a * per_pass + runtime.rank * micro: a * per_pass + (runtime.rank + 1) * micro]
@@ -352,24 +375,58 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
     }
 
 
-def _checkpoint_and_export(next_step: int, model, optimizer, tokenizer, sampler: MixtureSampler, recipe: Recipe,
+def _checkpoint_and_export(next_step: int, model, optimizer, tokenizer, sampler: MixtureSampler, heldout: dict,
+                           recipe: Recipe,
                            runtime: Runtime, ckpt_root: Path) -> Path | None:
     stage = sampler.stage_of_step(next_step - 1)
     meta = {"tokens": next_step * recipe.batch.tokens_per_step, "stage": stage.name, "world": runtime.world,
-            "consumed": sampler.consumed(next_step)}
+            "consumed": sampler.consumed(next_step), "schedule": sampler.schedule.to_json()}
     checkpoint.save(ckpt_root, next_step, model, optimizer, meta, recipe.checkpoint.keep, runtime)
     hf_dir = checkpoint.export_hf(model, tokenizer, recipe.out_dir / "hf" / f"step-{next_step}", runtime)
     if runtime.is_main:
         exports = sorted((recipe.out_dir / "hf").glob("step-*"), key=lambda p: int(p.name[5:]))
         for old in exports[: -recipe.checkpoint.keep]:
             shutil.rmtree(old, ignore_errors=True)
-        if recipe.eval.tasks:
-            _evaluate_export(hf_dir, tokenizer, recipe, meta, next_step, runtime)
+        if _evaluates(recipe):
+            _evaluate_export(hf_dir, tokenizer, heldout, recipe, meta, next_step, runtime)
     barrier(runtime)
     return hf_dir
 
 
-def _evaluate_export(hf_dir: Path, tokenizer, recipe: Recipe, meta: dict, step: int, runtime: Runtime) -> None:
+def _rebalance(policy, sampler: MixtureSampler, step: int, tokenizer, recipe: Recipe, runtime: Runtime) -> None:
+    """Rules between stages at ``step``, from the evaluation of the checkpoint published at ``step``:
+    every rank reads the same ``evals.jsonl`` line and so takes the same decision."""
+    records = decide(policy, sampler, step, _eval_line(recipe.out_dir / "evals.jsonl", step))
+    if runtime.is_main:
+        with (recipe.out_dir / "decisions.jsonl").open("a") as f:
+            for record in records:
+                f.write(json.dumps({"tokens": step * recipe.batch.tokens_per_step} | record) + "\n")
+        for record in records:
+            if record["fired"]:
+                shares = ", ".join(f"{s} {w:.1%}" for s, w in record["shares_after"].items())
+                _report(f"rebalance @ step {step}: {record['rule']} ({record['when']}) → {shares}", runtime)
+
+
+def _finish_side_work(step: int, model, tokenizer, sampler: MixtureSampler, heldout: dict, recipe: Recipe,
+                      runtime: Runtime) -> None:
+    """Export and evaluate the checkpoint a run resumes from, where the run died before doing so."""
+    hf_dir = recipe.out_dir / "hf" / f"step-{step}"
+    if not hf_dir.exists():
+        use_stage_rope(model, sampler, sampler.stage_of_step(step - 1))  # as it was when the checkpoint was taken
+        checkpoint.export_hf(model, tokenizer, hf_dir, runtime)
+    if _evaluates(recipe) and runtime.is_main and _eval_line(recipe.out_dir / "evals.jsonl", step) is None:
+        meta = {"tokens": step * recipe.batch.tokens_per_step, "stage": sampler.stage_of_step(step - 1).name}
+        _evaluate_export(hf_dir, tokenizer, heldout, recipe, meta, step, runtime)
+    barrier(runtime)
+
+
+def _eval_line(path: Path, step: int) -> dict | None:
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line] if path.exists() else []
+    return next((line for line in reversed(lines) if line["step"] == step), None)
+
+
+def _evaluate_export(hf_dir: Path, tokenizer, heldout: dict, recipe: Recipe, meta: dict, step: int,
+                     runtime: Runtime) -> None:
     """In-loop evaluation of the just-published export, on the main rank.
 
     Scoring the export rather than the live (possibly sharded) model keeps training state and RNG
@@ -379,7 +436,9 @@ def _evaluate_export(hf_dir: Path, tokenizer, recipe: Recipe, meta: dict, step: 
 
     with checkpoint.quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).to(runtime.device)
+    # held-out losses at batch.seq_len in every stage, so a rule compares like with like across stages
     line = run_in_loop(model, tokenizer, recipe.eval, tokens=meta["tokens"], stage=meta["stage"], step=step,
-                       out_path=recipe.out_dir / "evals.jsonl")
+                       out_path=recipe.out_dir / "evals.jsonl", heldout=heldout, heldout_seq_len=recipe.batch.seq_len)
     scores = {task: m[headline(m)] for task, m in line["metrics"].items()}
-    _report(f"eval @ step {step}: " + ", ".join(f"{task} {v:.3f}" for task, v in scores.items()), runtime)
+    scores |= {f"heldout.{source}": loss for source, loss in line.get("heldout", {}).items()}
+    _report(f"eval @ step {step}: " + ", ".join(f"{name} {v:.3f}" for name, v in scores.items()), runtime)
