@@ -31,6 +31,7 @@ from smollab.data.mixture import MixtureSampler, Schedule, StagePlan
 from smollab.data.shards import load_streams
 from smollab.errors import SmollabError
 from smollab.mix.between_stages import decide, rule_targets, rules_due
+from smollab.mix.within_stage import OnlineMixing
 from smollab.presets import build_config, count_parameters
 from smollab.recipe import Recipe, dump_recipe
 from smollab.tokenizer import tokenizer_for_recipe
@@ -250,6 +251,9 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
         if "schedule" in meta:  # the decisions taken before the checkpoint, replayed as they were
             sampler = MixtureSampler(recipe, streams, Schedule.from_json(meta["schedule"], where=f"{meta['path']}/meta.json"))
         _report(f"resumed from {meta['path']} at step {start_step}", runtime)
+    mixing = OnlineMixing(recipe, sampler)
+    if resume:
+        mixing.load_state_dict(meta.get("odm"), start_step)
         _finish_side_work(start_step, model, tokenizer, sampler, heldout, recipe, runtime)
 
     schedule = WSD(recipe.schedule, recipe.optim.lr, sampler.total_steps)
@@ -273,7 +277,8 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
         bar = progress.add_task("train", total=sampler.total_steps, completed=start_step, loss=float("nan"))
         for step in range(start_step, sampler.total_steps):
             if policy := rules_due(recipe, sampler, step):
-                _rebalance(policy, sampler, step, tokenizer, recipe, runtime)
+                _log_decisions(decide(policy, sampler, step, _eval_line(out_dir / "evals.jsonl", step)), recipe, runtime)
+            _log_decisions(mixing.before_step(step), recipe, runtime)
             stage = sampler.stage_of_step(step)
             if stage is not current_stage:
                 use_stage_rope(model, sampler, stage)
@@ -297,6 +302,7 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
             tok_s = recipe.batch.tokens_per_step / elapsed
             flops = flops_per_token(model.config, stage.seq_len) * tok_s
             last = {"loss": stats["loss"], "loss_per_source": stats["loss_per_source"]}
+            mixing.after_step(stats["loss_per_source"])
             if step % recipe.train.log_every == 0 or step + 1 == sampler.total_steps:
                 log.write({
                     "step": step, "stage": stage.name, "tokens": tokens_done, **last, "lr": lr,
@@ -307,7 +313,7 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
             progress.update(bar, advance=1, loss=stats["loss"])
             if _is_checkpoint_step(step + 1, recipe, sampler):
                 hf_dir = _checkpoint_and_export(step + 1, model, optimizer, tokenizer, sampler, heldout, recipe, runtime,
-                                                ckpt_root)
+                                                ckpt_root, loop_state={"odm": mixing.state_dict()})
     _report(profiler.close(), runtime)
     log.close()
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
@@ -376,11 +382,11 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
 
 
 def _checkpoint_and_export(next_step: int, model, optimizer, tokenizer, sampler: MixtureSampler, heldout: dict,
-                           recipe: Recipe,
-                           runtime: Runtime, ckpt_root: Path) -> Path | None:
+                           recipe: Recipe, runtime: Runtime, ckpt_root: Path, loop_state: dict) -> Path | None:
+    """``loop_state``: the JSON state of the loop's policies (the ODM bandit), resumed from the checkpoint's meta."""
     stage = sampler.stage_of_step(next_step - 1)
     meta = {"tokens": next_step * recipe.batch.tokens_per_step, "stage": stage.name, "world": runtime.world,
-            "consumed": sampler.consumed(next_step), "schedule": sampler.schedule.to_json()}
+            "consumed": sampler.consumed(next_step), "schedule": sampler.schedule.to_json(), **loop_state}
     checkpoint.save(ckpt_root, next_step, model, optimizer, meta, recipe.checkpoint.keep, runtime)
     hf_dir = checkpoint.export_hf(model, tokenizer, recipe.out_dir / "hf" / f"step-{next_step}", runtime)
     if runtime.is_main:
@@ -393,18 +399,21 @@ def _checkpoint_and_export(next_step: int, model, optimizer, tokenizer, sampler:
     return hf_dir
 
 
-def _rebalance(policy, sampler: MixtureSampler, step: int, tokenizer, recipe: Recipe, runtime: Runtime) -> None:
-    """Rules between stages at ``step``, from the evaluation of the checkpoint published at ``step``:
-    every rank reads the same ``evals.jsonl`` line and so takes the same decision."""
-    records = decide(policy, sampler, step, _eval_line(recipe.out_dir / "evals.jsonl", step))
-    if runtime.is_main:
-        with (recipe.out_dir / "decisions.jsonl").open("a") as f:
-            for record in records:
-                f.write(json.dumps({"tokens": step * recipe.batch.tokens_per_step} | record) + "\n")
+def _log_decisions(records: list[dict], recipe: Recipe, runtime: Runtime) -> None:
+    """Append mixture decisions to ``decisions.jsonl`` and say the ones that changed the shares.
+
+    Rules read the ``evals.jsonl`` line of the checkpoint at their step and the bandit reads losses
+    reduced over ranks, so every rank takes the same decision; only the main rank writes it."""
+    if not runtime.is_main or not records:
+        return
+    with (recipe.out_dir / "decisions.jsonl").open("a") as f:
         for record in records:
-            if record["fired"]:
-                shares = ", ".join(f"{s} {w:.1%}" for s, w in record["shares_after"].items())
-                _report(f"rebalance @ step {step}: {record['rule']} ({record['when']}) → {shares}", runtime)
+            f.write(json.dumps({"tokens": record["step"] * recipe.batch.tokens_per_step} | record) + "\n")
+    for record in records:
+        if "shares_after" in record:
+            shares = ", ".join(f"{s} {w:.1%}" for s, w in record["shares_after"].items())
+            why = f"{record['rule']} ({record['when']})" if record["policy"] == "rules" else f"odm round {record['round']}"
+            _report(f"mixture @ step {record['step']}: {why} → {shares}", runtime)
 
 
 def _finish_side_work(step: int, model, tokenizer, sampler: MixtureSampler, heldout: dict, recipe: Recipe,
