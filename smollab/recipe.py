@@ -173,6 +173,23 @@ class ProfileWindow(Strict):
     steps: int = Field(2, ge=1)
 
 
+class SpikeGuardConfig(Strict):
+    """A step whose loss is ``sigmas`` standard deviations above the mean of the last ``window`` steps of its
+    stage, or whose loss or grad-norm is not finite, is undone: back to the last checkpoint, its samples skipped."""
+
+    window: int = Field(50, ge=2, description="steps of loss history the mean and deviation are taken over")
+    sigmas: float = Field(6.0, gt=0, description="how far above the rolling mean a loss is a spike")
+    min_history: int = Field(10, ge=2, description="steps of the stage seen before losses are judged (non-finite ones always are)")
+    max_rewinds: int = Field(3, ge=0, description="rewinds in a row before training gives up with an error")
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> SpikeGuardConfig:
+        if self.min_history > self.window:
+            raise ValueError(f"train.spike_guard.min_history: {self.min_history} exceeds window {self.window}; "
+                             "the window holds the history, so lower min_history or raise window")
+        return self
+
+
 class TrainConfig(Strict):
     seed: int = 8
     precision: Literal["auto", "bf16", "fp32"] = "auto"
@@ -181,6 +198,7 @@ class TrainConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = Field(1, ge=1)
     profile: ProfileWindow | None = None
+    spike_guard: SpikeGuardConfig | None = Field(SpikeGuardConfig(), description="rewind and skip loss spikes; null disables")
 
 
 class Recipe(Strict):

@@ -69,11 +69,23 @@ def test_cli_overrides_go_through_the_same_validation():
 
 
 def test_shipped_recipes_validate_and_dry_run_without_data():
-    for name in ("smollm2-135m", "smollm2-360m", "smollm2-1.7b", "demo"):
-        load_recipe(REPO / "recipes" / f"{name}.yaml")
+    for name in ("smollm2-135m", "smollm2-360m", "smollm2-1.7b", "demo", "demo-odm"):
+        load_recipe(REPO / "recipes" / f"{name}.yaml")  # rebalance rules are checked against eval.tasks and eval.heldout
     result = smollab("train", "recipes/smollm2-1.7b.yaml", "--dry-run")
     for stage in ("stable-1", "stable-2", "stable-3", "decay", "1,711,376,384", "5,240,000", "decay@4,716,000"):
         assert stage in result.stdout
+
+
+def test_the_17b_recipes_rules_make_the_papers_stage_3_change_from_its_stage_2_scores():
+    from smollab.mix.rules import apply_rules
+
+    stage = load_recipe(REPO / "recipes" / "smollm2-1.7b.yaml").stages[2]
+    end_of_stage_2 = {"gsm8k.exact_match": 0.0462, "mmlu_pro.acc_norm": 0.12}  # GSM8K from Table 8; MMLU lagging
+    shares, records = apply_rules(stage.rebalance, end_of_stage_2, dict(stage.mixture))
+    assert [r["rule"] for r in records if r["fired"]] == ["math-lags", "mmlu-lags"]
+    web, math = shares["fineweb_edu"] + shares["dclm"], shares["owm"] + shares["infimm_webmath"]
+    assert shares["fineweb_edu"] / web == pytest.approx(0.4) and web == pytest.approx(0.74, abs=0.015)
+    assert math == pytest.approx(0.10, abs=0.005)  # "math to about 10%" (§4.4)
 
 
 @pytest.mark.parametrize("name, steps, decay_start", [

@@ -16,6 +16,11 @@ that set them), one per stage for a static recipe. A policy changes the shares f
 splitting the segment there; each segment restarts the Beatty sequences with its own offsets and
 continues every source where the earlier segments left it, so a sample stays a pure function of
 (seed, global index, schedule) and the schedule, stored as JSON, is all a resume needs.
+
+A segment may also skip steps' worth of samples (the loss-spike guard's rewinds, train/spike.py): a
+skip at step ``s`` makes ``s`` and every later step of the segment draw one step further along its
+Beatty sequence. Stages keep their steps and token boundaries; the skipped windows are read past,
+never trained on, so a skipping stage reads its sources slightly further than planned.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class Segment:
 
     ``ordinal`` counts the stage's earlier segments: segment 0 keeps the stage's Beatty offsets, so
     a static recipe samples exactly as before schedules existed; later ones get offsets of their own.
+    ``skips`` lists (sorted, repeats allowed) the steps at which one step of the segment's samples is
+    skipped: a skip moves its step and all later ones one step along, so no step straddles segments.
     """
 
     stage: int
@@ -91,6 +98,21 @@ class Segment:
     shares: tuple[int, ...]  # integer numerators over _SHARE_DENOMINATOR, summing to it
     decision: str
     ordinal: int = 0
+    skips: tuple[int, ...] = ()
+
+    @property
+    def drawn_steps(self) -> int:
+        """Steps' worth of samples the segment reads from its sources: its steps plus its skips."""
+        return self.end_step - self.start_step + len(self.skips)
+
+    def data_step(self, step: int) -> int:
+        """Which step's worth of the segment's samples training step ``step`` draws."""
+        return step - self.start_step + bisect.bisect_right(self.skips, step)
+
+    def skipped_data_steps(self, before_step: int) -> list[int]:
+        """The segment's data steps skipped by skips at steps before ``before_step``: the ``i``-th skip, at
+        step ``s``, skipped data step ``s - start_step + i`` (each earlier skip moved it one further)."""
+        return [s - self.start_step + i for i, s in enumerate(self.skips) if s < before_step]
 
     def weight(self, source: str) -> float:
         return self.shares[self.sources.index(source)] / _SHARE_DENOMINATOR if source in self.sources else 0.0
@@ -128,7 +150,7 @@ class Segment:
         return {"stage": self.stage, "start_step": self.start_step, "end_step": self.end_step,
                 "shares": {s: n / _SHARE_DENOMINATOR for s, n in zip(self.sources, self.shares)},
                 "numerators": dict(zip(self.sources, self.shares)), "denominator": _SHARE_DENOMINATOR,
-                "decision": self.decision}
+                "decision": self.decision, "skips": list(self.skips)}
 
 
 @dataclass(frozen=True)
@@ -242,9 +264,19 @@ class Schedule:
         if from_step == old.start_step:
             head, new = (), replace(old, sources=sources, shares=shares, decision=decision)
         else:
-            head = (replace(old, end_step=from_step),)
-            new = Segment(old.stage, from_step, old.end_step, sources, shares, decision, old.ordinal + 1)
+            head = (replace(old, end_step=from_step, skips=tuple(s for s in old.skips if s < from_step)),)
+            new = Segment(old.stage, from_step, old.end_step, sources, shares, decision, old.ordinal + 1,
+                          tuple(s for s in old.skips if s >= from_step))
         return Schedule(self.segments[:k] + head + (new,) + self.segments[k + 1:]), new
+
+    def with_skip(self, step: int) -> Schedule:
+        """This schedule with one more step of samples skipped at ``step``: ``step`` draws what would have come next."""
+        end = self.segments[-1].end_step
+        if not 0 <= step < end:
+            raise SmollabError(f"schedule: cannot skip the samples of step {step}, outside training (steps 0–{end - 1})")
+        k = self.index_of_step(step)
+        segment = replace(self.segments[k], skips=tuple(sorted(self.segments[k].skips + (step,))))
+        return Schedule(self.segments[:k] + (segment,) + self.segments[k + 1:])
 
     def to_json(self) -> list[dict]:
         """Plain dicts: the exact integer numerators (what sampling uses) and the shares as floats (for reading)."""
@@ -262,7 +294,8 @@ class Schedule:
                                        f"{_SHARE_DENOMINATOR} (denominator {entry['denominator']}); it was not written by this smollab")
                 stage = int(entry["stage"])
                 segments.append(Segment(stage, int(entry["start_step"]), int(entry["end_step"]), tuple(numerators),
-                                        tuple(numerators.values()), str(entry["decision"]), per_stage.get(stage, 0)))
+                                        tuple(numerators.values()), str(entry["decision"]), per_stage.get(stage, 0),
+                                        tuple(int(s) for s in entry.get("skips", ()))))
                 per_stage[stage] = per_stage.get(stage, 0) + 1
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise SmollabError(f"{where}: malformed segment ({type(err).__name__}: {err}); "
@@ -274,7 +307,7 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Sample:
-    index: int  # global sample index
+    index: int  # global sample index: the training slot (a skip gives a slot the samples of a later one)
     stage: int
     source: str
     position: int  # how many earlier samples this source has served at this seq_len
@@ -325,6 +358,9 @@ class MixtureSampler:
             if plan is None or segment.start_step != step or not plan.start_step <= step < segment.end_step <= plan.end_step:
                 raise SmollabError(f"schedule: segment {k} (stage {segment.stage}, steps {segment.start_step}–{segment.end_step}) "
                                    f"does not fit the recipe's stages ({spans}); use the recipe the schedule was made with")
+            if list(segment.skips) != sorted(segment.skips) or any(not segment.start_step <= s < segment.end_step for s in segment.skips):
+                raise SmollabError(f"schedule: segment {k} skips steps {list(segment.skips)}, not sorted steps of its own "
+                                   f"({segment.start_step}–{segment.end_step - 1}); it was not written by this smollab")
             step = segment.end_step
         if step != self.total_steps:
             raise SmollabError(f"schedule: its segments end at step {step}, the recipe's stages at {self.total_steps}; "
@@ -342,7 +378,12 @@ class MixtureSampler:
         return n
 
     def _num_samples(self, segment: Segment) -> int:
-        return (segment.end_step - segment.start_step) * self.stages[segment.stage].samples_per_step
+        """Samples the segment reads from its sources, skipped ones included."""
+        return segment.drawn_steps * self.stages[segment.stage].samples_per_step
+
+    def use_schedule(self, schedule: Schedule) -> None:
+        """Sample under ``schedule`` from now on (a rewind to a checkpoint's schedule, plus a skip)."""
+        self._use(schedule)
 
     def set_shares(self, from_step: int, shares: dict[str, float], decision: str) -> Segment:
         """Draw from ``shares`` from ``from_step`` to the end of its stage; returns the new segment.
@@ -370,10 +411,11 @@ class MixtureSampler:
         k = self.schedule.index_of_step(step)
         segment = self.schedule.segments[k]
         plan = self.stages[segment.stage]
-        first = (step - segment.start_step) * plan.samples_per_step
-        return [self._sample(k, first + j) for j in range(plan.samples_per_step)]
+        first = segment.data_step(step) * plan.samples_per_step
+        slot = plan.first_sample + (step - plan.start_step) * plan.samples_per_step
+        return [self._sample(k, first + j, slot + j) for j in range(plan.samples_per_step)]
 
-    def _sample(self, k: int, j: int) -> Sample:
+    def _sample(self, k: int, j: int, index: int) -> Sample:
         segment = self.schedule.segments[k]
         plan = self.stages[segment.stage]
         source, within = segment.locate(j, self.seed)
@@ -381,7 +423,6 @@ class MixtureSampler:
         windows = self.windows[(source, plan.seq_len)]
         epoch, offset = divmod(position, windows)
         window = permute(offset, windows, _key(self.seed, source, plan.seq_len, epoch))
-        index = plan.first_sample + (segment.start_step - plan.start_step) * plan.samples_per_step + j
         return Sample(index, plan.index, source, position, epoch, window)
 
     def tokens(self, sample: Sample) -> np.ndarray:
@@ -391,17 +432,23 @@ class MixtureSampler:
         return self.streams[sample.source].slice(start, start + seq_len + 1)
 
     def consumed(self, step: int) -> dict[str, dict[str, float]]:
-        """Tokens and epochs served per source after ``step`` steps, and tokens per stage."""
+        """Tokens trained and epochs read per source after ``step`` steps, and tokens per stage.
+
+        Skipped samples count towards epochs (the source was read past them) but not tokens (never trained on).
+        """
         per_source: dict[str, dict[str, float]] = {}
         per_stage: dict[str, float] = {}
         for segment in self.schedule.segments:
-            plan = self.stages[segment.stage]
-            done = min(max(step - segment.start_step, 0), segment.end_step - segment.start_step) * plan.samples_per_step
-            per_stage[plan.name] = per_stage.get(plan.name, 0) + done * plan.seq_len
-            for source, n in segment.counts(done, self.seed).items():
+            plan, n = self.stages[segment.stage], self.stages[segment.stage].samples_per_step
+            done = min(max(step - segment.start_step, 0), segment.end_step - segment.start_step)
+            skipped = segment.skipped_data_steps(segment.start_step + done)
+            per_stage[plan.name] = per_stage.get(plan.name, 0) + done * n * plan.seq_len
+            drawn = segment.counts((done + len(skipped)) * n, self.seed)
+            for source, count in drawn.items():
+                unseen = sum(segment.counts((d + 1) * n, self.seed)[source] - segment.counts(d * n, self.seed)[source] for d in skipped)
                 entry = per_source.setdefault(source, {"tokens": 0, "epochs": 0.0})
-                entry["tokens"] += n * plan.seq_len
-                entry["epochs"] += n / self.windows[(source, plan.seq_len)]
+                entry["tokens"] += (count - unseen) * plan.seq_len
+                entry["epochs"] += count / self.windows[(source, plan.seq_len)]
         return {"sources": per_source, "stages": per_stage}
 
     def planned_epochs(self) -> dict[str, float]:

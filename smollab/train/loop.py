@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import shutil
 import time
 import zlib
@@ -51,6 +52,7 @@ from smollab.train.parallel import (
 )
 from smollab.train.profile import StepProfiler
 from smollab.train.schedule import WSD
+from smollab.train.spike import SpikeGuard, give_up_message, skipped_windows
 
 console = Console(stderr=True)
 
@@ -252,8 +254,11 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
             sampler = MixtureSampler(recipe, streams, Schedule.from_json(meta["schedule"], where=f"{meta['path']}/meta.json"))
         _report(f"resumed from {meta['path']} at step {start_step}", runtime)
     mixing = OnlineMixing(recipe, sampler)
+    guard = SpikeGuard(recipe.train.spike_guard) if recipe.train.spike_guard else None
     if resume:
         mixing.load_state_dict(meta.get("odm"), start_step)
+        if guard:
+            guard.load_state_dict(meta.get("spike_guard"))
         _finish_side_work(start_step, model, tokenizer, sampler, heldout, recipe, runtime)
 
     schedule = WSD(recipe.schedule, recipe.optim.lr, sampler.total_steps)
@@ -275,7 +280,8 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
                         console=console, disable=not runtime.is_main)
     with progress:
         bar = progress.add_task("train", total=sampler.total_steps, completed=start_step, loss=float("nan"))
-        for step in range(start_step, sampler.total_steps):
+        step = start_step
+        while step < sampler.total_steps:  # a while, not a for: the spike guard moves the step back
             if policy := rules_due(recipe, sampler, step):
                 _log_decisions(decide(policy, sampler, step, _eval_line(out_dir / "evals.jsonl", step)), recipe, runtime)
             _log_decisions(mixing.before_step(step), recipe, runtime)
@@ -292,6 +298,15 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
             stats = _train_step(objective, sampler, step, stage, recipe, runtime, autocast)
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.clip or float("inf"))
             grad_norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
+            if guard and (spike := guard.judge(stage.index, stats["loss"], float(grad_norm))):
+                step = _rewind(step, spike, stats["loss"], float(grad_norm), guard, model, optimizer, sampler, mixing,
+                               recipe, runtime, ckpt_root)
+                log.close()
+                log, current_stage = RunLog(out_dir, runtime, step), None  # the steps from the checkpoint on are redone
+                progress.update(bar, completed=step)
+                continue
+            if guard:
+                _log_decisions(guard.passed(step, stats["loss"]), recipe, runtime)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if runtime.device.type == "cuda":
@@ -313,7 +328,8 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
             progress.update(bar, advance=1, loss=stats["loss"])
             if _is_checkpoint_step(step + 1, recipe, sampler):
                 hf_dir = _checkpoint_and_export(step + 1, model, optimizer, tokenizer, sampler, heldout, recipe, runtime,
-                                                ckpt_root, loop_state={"odm": mixing.state_dict()})
+                                                ckpt_root, loop_state=_loop_state(mixing, guard))
+            step += 1
     _report(profiler.close(), runtime)
     log.close()
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
@@ -384,9 +400,7 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
 def _checkpoint_and_export(next_step: int, model, optimizer, tokenizer, sampler: MixtureSampler, heldout: dict,
                            recipe: Recipe, runtime: Runtime, ckpt_root: Path, loop_state: dict) -> Path | None:
     """``loop_state``: the JSON state of the loop's policies (the ODM bandit), resumed from the checkpoint's meta."""
-    stage = sampler.stage_of_step(next_step - 1)
-    meta = {"tokens": next_step * recipe.batch.tokens_per_step, "stage": stage.name, "world": runtime.world,
-            "consumed": sampler.consumed(next_step), "schedule": sampler.schedule.to_json(), **loop_state}
+    meta = _checkpoint_meta(next_step, sampler, recipe, runtime, loop_state)
     checkpoint.save(ckpt_root, next_step, model, optimizer, meta, recipe.checkpoint.keep, runtime)
     hf_dir = checkpoint.export_hf(model, tokenizer, recipe.out_dir / "hf" / f"step-{next_step}", runtime)
     if runtime.is_main:
@@ -451,3 +465,54 @@ def _evaluate_export(hf_dir: Path, tokenizer, heldout: dict, recipe: Recipe, met
     scores = {task: m[headline(m)] for task, m in line["metrics"].items()}
     scores |= {f"heldout.{source}": loss for source, loss in line.get("heldout", {}).items()}
     _report(f"eval @ step {step}: " + ", ".join(f"{name} {v:.3f}" for name, v in scores.items()), runtime)
+
+
+def _checkpoint_meta(next_step: int, sampler: MixtureSampler, recipe: Recipe, runtime: Runtime, loop_state: dict) -> dict:
+    """What a checkpoint records beside the tensors: position, schedule, consumption and the loop's policies."""
+    stage = sampler.stage_of_step(next_step - 1)
+    return {"tokens": next_step * recipe.batch.tokens_per_step, "stage": stage.name, "world": runtime.world,
+            "consumed": sampler.consumed(next_step), "schedule": sampler.schedule.to_json(), **loop_state}
+
+
+def _loop_state(mixing: OnlineMixing, guard: SpikeGuard | None) -> dict:
+    """The JSON state of the loop's policies, saved in each checkpoint's meta and resumed from it."""
+    return {"odm": mixing.state_dict(), "spike_guard": guard.state_dict() if guard else None}
+
+
+def _rewind(step: int, reason: str, loss: float, grad_norm: float, guard: SpikeGuard, model, optimizer,
+            sampler: MixtureSampler, mixing: OnlineMixing, recipe: Recipe, runtime: Runtime, ckpt_root: Path) -> int:
+    """Undo the spike at ``step``: reload the newest checkpoint, skip ``step``'s samples, and return the step to go on from.
+
+    The checkpoint is written again with the skip in its schedule (same tensors, same RNG), so a run
+    killed before the next checkpoint resumes with the same skip. Rewriting costs one checkpoint write
+    per rewind; patching its meta.json in place would be cheaper but would make a published
+    checkpoint mutable outside ``checkpoint.save``. The steps from the checkpoint to ``step`` are
+    replayed as they were (same samples, same LR, same policy decisions), and ``step`` onwards draws
+    the samples that came next: the step count and stage boundaries stay, the stage reads one step
+    further into its sources.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    event = {"step": step, "stage": sampler.stage_of_step(step).name, "policy": "spike_guard", "reason": reason,
+             "loss": loss if math.isfinite(loss) else None, "grad_norm": grad_norm if math.isfinite(grad_norm) else None,
+             "skipped": skipped_windows(sampler.step_samples(step))}
+    if not checkpoint.list_checkpoints(ckpt_root):
+        raise SmollabError(f"train.spike_guard: step {step} spiked ({reason}) before the first checkpoint, so there is "
+                           "nothing to rewind to; lower optim.lr or raise schedule.warmup_steps, or checkpoint sooner "
+                           "(checkpoint.every_tokens)")
+    meta = checkpoint.load_newest(ckpt_root, model, optimizer, runtime,
+                                  warn=lambda line: _report(f"[yellow]warning:[/] {line}", runtime))
+    guard.spiked(event | {"rewound_to": meta["step"]})
+    if guard.exhausted:
+        _log_decisions(guard.pending, recipe, runtime)
+        raise SmollabError(give_up_message(guard.pending, guard.config.max_rewinds))
+    where = f"{meta['path']}/meta.json"
+    stored = Schedule.from_json(meta["schedule"], where=where) if "schedule" in meta else Schedule.static(sampler.stages)
+    sampler.use_schedule(stored.with_skip(step))
+    mixing.load_state_dict(meta.get("odm"), meta["step"])
+    guard.rewound(meta.get("spike_guard"))
+    checkpoint.save(ckpt_root, meta["step"], model, optimizer,
+                    _checkpoint_meta(meta["step"], sampler, recipe, runtime, _loop_state(mixing, guard)),
+                    recipe.checkpoint.keep, runtime)
+    _report(f"[yellow]spike @ step {step}:[/] {reason}; rewound to {meta['path']}, step {step}'s samples skipped "
+            f"(rewind {guard.rewinds} in a row, at most {guard.config.max_rewinds})", runtime)
+    return meta["step"]
