@@ -158,9 +158,10 @@ def headline(metrics: dict) -> str:
 
 
 def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, stage: str, step: int,
-                out_path: Path, heldout: dict | None = None, heldout_seq_len: int = 0) -> dict:
+                out_path: Path, heldout: dict | None = None, heldout_seq_len: int = 0, heldout_autocast=None) -> dict:
     """Evaluate an in-memory model during training and append one line to ``out_path`` (evals.jsonl):
-    the benchmark metrics of ``eval_config.tasks`` and, with ``heldout`` views, the held-out loss per source.
+    the benchmark metrics of ``eval_config.tasks`` and, with ``heldout`` views, the held-out loss per source
+    (under ``heldout_autocast``: the training precision, which is also what its loss was measured in).
 
     The model's train/eval mode and the torch (CPU and CUDA), Python and NumPy RNG states are
     restored afterwards, so a run with in-loop evaluation has the same losses as one without."""
@@ -170,8 +171,8 @@ def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, 
     model.eval()
     try:
         started = time.perf_counter()
-        losses = (heldout_loss(model, heldout, heldout_seq_len, eval_config.heldout.batch_size, model.device)
-                  if heldout else None)
+        losses = (heldout_loss(model, heldout, heldout_seq_len, eval_config.heldout.batch_size, model.device,
+                               heldout_autocast) if heldout else None)
         results = {"tasks": {}, "averages": {}}
         if eval_config.tasks:
             lm = SmolLM(model, tokenizer, batch_size=eval_config.batch_size, name=f"step-{step}")

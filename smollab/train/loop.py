@@ -460,8 +460,10 @@ def _evaluate_export(hf_dir: Path, tokenizer, heldout: dict, recipe: Recipe, met
     with checkpoint.quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).to(runtime.device)
     # held-out losses at batch.seq_len in every stage, so a rule compares like with like across stages
+    bf16 = resolve_precision(recipe.train.precision, runtime.device) == torch.bfloat16
     line = run_in_loop(model, tokenizer, recipe.eval, tokens=meta["tokens"], stage=meta["stage"], step=step,
-                       out_path=recipe.out_dir / "evals.jsonl", heldout=heldout, heldout_seq_len=recipe.batch.seq_len)
+                       out_path=recipe.out_dir / "evals.jsonl", heldout=heldout, heldout_seq_len=recipe.batch.seq_len,
+                       heldout_autocast=torch.autocast(runtime.device.type, dtype=torch.bfloat16) if bf16 else None)
     scores = {task: m[headline(m)] for task, m in line["metrics"].items()}
     scores |= {f"heldout.{source}": loss for source, loss in line.get("heldout", {}).items()}
     _report(f"eval @ step {step}: " + ", ".join(f"{name} {v:.3f}" for name, v in scores.items()), runtime)
