@@ -156,7 +156,7 @@ class HeldoutConfig(Strict):
     measured at every checkpoint (the signal rebalancing reads at toy scale, where benchmarks sit at chance)."""
 
     tokens: TokenCount = Field(8192, ge=1, description="tokens held out per source")
-    batch_size: int = Field(8, ge=1, description="held-out windows per forward pass")
+    batch_size: int = Field(8, ge=1, description="held-out windows per forward pass, across sources")
 
 
 class EvalConfig(Strict):

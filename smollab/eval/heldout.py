@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,20 +25,18 @@ from smollab.errors import SmollabError
 _CHUNK_ROWS = 1024
 
 
-def _summed_loss(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
-    """Σ cross-entropy of ``windows[:, 1:]`` given ``windows[:, :-1]``, the head applied chunk by chunk."""
+def _window_losses(model: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
+    """Σ cross-entropy per row of ``windows[:, 1:]`` given ``windows[:, :-1]``, the head applied chunk by chunk."""
     hidden = model.get_decoder()(input_ids=windows[:, :-1]).last_hidden_state.flatten(0, 1)
     labels = windows[:, 1:].flatten()
     head = model.get_output_embeddings()
-    total = torch.zeros((), dtype=torch.float64, device=hidden.device)
-    for start in range(0, len(labels), _CHUNK_ROWS):
-        rows = slice(start, start + _CHUNK_ROWS)
-        total += F.cross_entropy(head(hidden[rows]).float(), labels[rows], reduction="sum").double()
-    return total
+    losses = torch.cat([F.cross_entropy(head(hidden[start:start + _CHUNK_ROWS]).float(), labels[start:start + _CHUNK_ROWS],
+                                        reduction="none") for start in range(0, len(labels), _CHUNK_ROWS)])
+    return losses.double().view(len(windows), -1).sum(dim=1)
 
 
-def _mean_loss(model: torch.nn.Module, view: TokenSource, seq_len: int, batch_size: int,
-               device: torch.device, source: str) -> float:
+def _windows(view: TokenSource, seq_len: int, source: str) -> list[tuple[int, int]]:
+    """``(start, stop)`` token ranges of the view's whole windows of ``seq_len + 1`` tokens."""
     window = seq_len + 1
     count = view.num_tokens // window
     if count < 1:
@@ -45,12 +44,7 @@ def _mean_loss(model: torch.nn.Module, view: TokenSource, seq_len: int, batch_si
             f"eval.heldout.tokens: the {view.num_tokens:,} held-out tokens of source '{source}' hold no window of "
             f"seq_len + 1 = {window:,} tokens; raise it to at least {window:,}"
         )
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    for first in range(0, count, batch_size):
-        n = min(batch_size, count - first)
-        tokens = torch.from_numpy(view.slice(first * window, (first + n) * window)).view(n, window).to(device)
-        total += _summed_loss(model, tokens)
-    return float(total) / (count * seq_len)  # one device sync per source
+    return [(i * window, (i + 1) * window) for i in range(count)]
 
 
 def heldout_loss(model: torch.nn.Module, views: dict[str, TokenSource], seq_len: int, batch_size: int,
@@ -63,8 +57,17 @@ def heldout_loss(model: torch.nn.Module, views: dict[str, TokenSource], seq_len:
     was_training = model.training
     model.eval()
     try:
+        # every source's windows in one list, batched across sources: a small model on a CPU pays per
+        # forward pass, so few full batches beat one pass per source
+        rows = [(source, span) for source, view in views.items() for span in _windows(view, seq_len, source)]
+        totals = torch.zeros(len(rows), dtype=torch.float64, device=device)
         with torch.no_grad(), autocast or contextlib.nullcontext():
-            return {source: _mean_loss(model, view, seq_len, batch_size, torch.device(device), source)
-                    for source, view in views.items()}
+            for first in range(0, len(rows), batch_size):
+                batch = rows[first:first + batch_size]
+                tokens = torch.from_numpy(np.stack([views[source].slice(*span) for source, span in batch])).to(device)
+                totals[first:first + len(batch)] = _window_losses(model, tokens)
+        sums = totals.cpu().tolist()  # one device sync
+        return {source: sum(loss for (name, _), loss in zip(rows, sums) if name == source)
+                / (sum(name == source for name, _ in rows) * seq_len) for source in views}
     finally:
         model.train(was_training)
