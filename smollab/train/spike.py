@@ -18,6 +18,7 @@ it reads are already reduced over ranks, so every rank judges alike.
 from __future__ import annotations
 
 import math
+
 from smollab.recipe import SpikeGuardConfig
 
 _MIN_RELATIVE_SPREAD = 1e-3
