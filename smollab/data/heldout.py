@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from smollab.data.mixture import TokenSource
+from smollab.data.shards import load_streams
 from smollab.errors import SmollabError
+from smollab.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,16 @@ def split_streams(streams: dict[str, TokenSource], heldout_tokens: int,
     """``split_stream`` for every source: the training views (for the sampler) and the held-out views."""
     pairs = {name: split_stream(stream, heldout_tokens, seq_len, name) for name, stream in streams.items()}
     return {name: train for name, (train, _) in pairs.items()}, {name: held for name, (_, held) in pairs.items()}
+
+
+def training_streams(recipe: Recipe, names: list[str]) -> tuple[dict[str, TokenSource], dict[str, StreamView]]:
+    """The streams training reads (without their held-out ends when ``eval.heldout`` is set) and the held-out views.
+
+    One function for the loop and for anything that rebuilds the run's sampler (``smollab mixture``, the
+    demo summary), so both see the same windows and therefore the same samples and epochs.
+    """
+    streams = load_streams(recipe.shards_dir, names)
+    if recipe.eval.heldout is None:
+        return streams, {}
+    longest = max([recipe.batch.seq_len] + [stage.seq_len or 0 for stage in recipe.stages])
+    return split_streams(streams, recipe.eval.heldout.tokens, longest)

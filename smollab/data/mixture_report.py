@@ -18,7 +18,7 @@ from rich.table import Table
 
 from smollab.console import table_console
 from smollab.data.mixture import MixtureSampler, Schedule, plan_stages
-from smollab.data.shards import load_streams
+from smollab.data.heldout import training_streams
 from smollab.errors import SmollabError
 from smollab.recipe import load_recipe
 
@@ -53,7 +53,7 @@ def load_run(run_dir: Path) -> tuple[MixtureSampler, int, str]:
         if "schedule" in meta:
             schedule = Schedule.from_json(meta["schedule"], where=f"{path}: schedule")
             origin = f"from {path.relative_to(run_dir)}"
-    return MixtureSampler(recipe, load_streams(recipe.shards_dir, schedule.sources), schedule), step, origin
+    return MixtureSampler(recipe, training_streams(recipe, schedule.sources)[0], schedule), step, origin
 
 
 def schedule_table(sampler: MixtureSampler) -> Table:

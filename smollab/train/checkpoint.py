@@ -51,10 +51,8 @@ def _step_of(path: Path) -> int:
 
 
 def list_checkpoints(root: Path) -> list[Path]:
-    """Published checkpoints, oldest first (temporary directories are never listed)."""
-    if not root.is_dir():
-        return []
-    return sorted((p for p in root.iterdir() if re.fullmatch(r"step-\d+", p.name) and (p / META).exists()), key=_step_of)
+    """Published checkpoints (``meta.json`` is written last), oldest first; temporary directories are never listed."""
+    return [p for p in reversed(step_dirs(root)) if (p / META).exists()]
 
 
 def step_dirs(root: Path) -> list[Path]:

@@ -27,9 +27,8 @@ from torch.utils.tensorboard import SummaryWriter
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from smollab import pretrained
-from smollab.data.heldout import split_streams
+from smollab.data.heldout import training_streams
 from smollab.data.mixture import MixtureSampler, Schedule, StagePlan
-from smollab.data.shards import load_streams
 from smollab.errors import SmollabError
 from smollab.mix.between_stages import decide, rule_targets, rules_due
 from smollab.mix.within_stage import OnlineMixing
@@ -226,10 +225,7 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
     barrier(runtime)
     tokenizer = tokenizer_for_recipe(recipe).tokenizer
     sources = sorted({name for stage in recipe.stages for name in stage.mixture} | rule_targets(recipe))
-    streams, heldout = load_streams(recipe.shards_dir, sources), {}
-    if recipe.eval.heldout:  # the end of each source is scored, never trained on
-        longest = max([recipe.batch.seq_len] + [stage.seq_len or 0 for stage in recipe.stages])
-        streams, heldout = split_streams(streams, recipe.eval.heldout.tokens, longest)
+    streams, heldout = training_streams(recipe, sources)  # with eval.heldout, each source's end is scored, never trained on
     sampler = MixtureSampler(recipe, streams)
     for source, epochs in sampler.planned_epochs().items():
         if epochs > recipe.data.sources[source].max_epochs:
