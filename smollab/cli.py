@@ -103,6 +103,8 @@ def _register() -> None:
     from smollab.data.mixture_report import mixture
     from smollab.data.tokenize import tokenize
     from smollab.eval.cli import eval_command
+    from smollab.experiments.anneal import anneal
+    from smollab.experiments.cli import ablate
     from smollab.tokenizer import show, train as train_tokenizer
 
     tokenizer_app.command("train")(train_tokenizer)
@@ -111,6 +113,8 @@ def _register() -> None:
     app.command("mixture")(mixture)
     app.command("curate")(curate)
     app.command("eval")(eval_command)
+    app.command("anneal")(anneal)
+    app.command("ablate")(ablate)
 
 
 _register()

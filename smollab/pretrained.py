@@ -19,6 +19,8 @@ from smollab.errors import SmollabError
 from smollab.paths import cache_dir
 
 SMOLLM2_135M_INSTRUCT = "smollm2-135m-instruct"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""The ``--dtype`` names the verbs that load a model for inference accept (eval, chat)."""
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 

@@ -24,7 +24,7 @@ from smollab.mix.config import RebalanceConfig, RulesPolicy, check_rebalance
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 
 
-def _parse_count(value: Any) -> Any:
+def parse_count(value: Any) -> Any:
     """``2_000_000``, ``2e6``, ``"2e6"`` and ``"2M"`` all mean two million; ``"+75e9"`` stays relative."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return value
@@ -41,7 +41,7 @@ def _parse_count(value: Any) -> Any:
     return int(number) if math.isfinite(number) and number == int(number) else value
 
 
-TokenCount = Annotated[int, BeforeValidator(_parse_count)]
+TokenCount = Annotated[int, BeforeValidator(parse_count)]
 
 
 class Strict(BaseModel):
@@ -93,6 +93,8 @@ class SourceConfig(Strict):
         None, description="keep only records whose dotted field equals the value (or is in the list)"
     )
     limit: int | None = Field(None, ge=1, description="read at most this many documents")
+    min_doc_tokens: int | None = Field(None, ge=1, description="keep only documents of at least this many tokens "
+                                       "(long-context sources); the others are counted as too_short")
     max_epochs: float = Field(4.0, gt=0, description="warn when the sampler repeats the source more")
 
     @model_validator(mode="after")
@@ -113,10 +115,11 @@ class DataConfig(Strict):
 
 class StageConfig(Strict):
     name: str
-    until_tokens: Annotated[int | str, BeforeValidator(_parse_count)]
+    until_tokens: Annotated[int | str, BeforeValidator(parse_count)]
     mixture: dict[str, float]
-    seq_len: int | None = Field(None, description="default: batch.seq_len")
-    rope_theta: float | None = Field(None, description="change RoPE θ from this stage on")
+    seq_len: int | None = Field(None, ge=8, description="default: batch.seq_len; a longer one extends the context "
+                                "(the model's positions grow to it from this stage on)")
+    rope_theta: float | None = Field(None, gt=0, description="change RoPE θ from this stage on")
     rebalance: RebalanceConfig | None = Field(
         None, description="rules on the evaluation before this stage, or online data mixing in it (docs/mixing.md)")
 
@@ -157,6 +160,8 @@ class HeldoutConfig(Strict):
 
     tokens: TokenCount = Field(8192, ge=1, description="tokens held out per source")
     batch_size: int = Field(8, ge=1, description="held-out windows per forward pass, across sources")
+    sources: list[str] | None = Field(None, description="sources scored besides those training reads: runs whose "
+                                      "mixtures differ (anneals, sweeps) then compare on the same held-out sets")
 
 
 class EvalConfig(Strict):
@@ -201,6 +206,18 @@ class TrainConfig(Strict):
     spike_guard: SpikeGuardConfig | None = Field(SpikeGuardConfig(), description="rewind and skip loss spikes; null disables")
 
 
+class AnnealConfig(Strict):
+    """Branch from a checkpoint of another run: its weights (and AdamW moments) start this run.
+
+    ``smollab anneal`` writes this section together with the schedule that decays from the parent's
+    LR at ``step``; a recipe may also state it by hand. It only matters when the run starts: a
+    resumed child continues from its own checkpoints."""
+
+    from_run: str = Field(description="the parent run directory")
+    step: int | None = Field(None, ge=1, description="the parent checkpoint's step; default its newest")
+    optimizer: bool = Field(True, description="start from the parent's AdamW moments; false: fresh ones")
+
+
 class Recipe(Strict):
     name: str
     out: str | None = Field(None, description="run directory; default runs/<name>")
@@ -215,6 +232,7 @@ class Recipe(Strict):
     eval: EvalConfig = EvalConfig()
     train: TrainConfig = TrainConfig()
     curate: CurateConfig | None = None
+    anneal: AnnealConfig | None = Field(None, description="start from a checkpoint of another run (smollab anneal)")
 
     @model_validator(mode="after")
     def _check_stages(self) -> Recipe:
@@ -222,7 +240,7 @@ class Recipe(Strict):
         for i, stage in enumerate(self.stages):
             boundary = stage.until_tokens
             if isinstance(boundary, str):
-                relative = _parse_count(boundary[1:])
+                relative = parse_count(boundary[1:])
                 if not isinstance(relative, int):
                     raise ValueError(f"stages.{i}.until_tokens: cannot read '{boundary}'; write e.g. 6e12 or +75e9")
                 if relative <= 0:
@@ -247,6 +265,14 @@ class Recipe(Strict):
                     f"batch.tokens_per_step: {self.batch.tokens_per_step:,} is not divisible by seq_len × micro_batch "
                     f"= {seq_len} × {self.batch.micro_batch}; pick a multiple of {per_micro:,}"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_heldout_sources(self) -> Recipe:
+        for name in (self.eval.heldout.sources or []) if self.eval.heldout else []:
+            if name not in self.data.sources:
+                raise ValueError(f"eval.heldout.sources: unknown source '{name}'; use names from data.sources "
+                                 f"({', '.join(self.data.sources)})")
         return self
 
     def _check_rebalance(self, i: int, stage: StageConfig) -> None:

@@ -29,6 +29,7 @@ from typing import Annotated
 
 import typer
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.io import get_datafolder
 from datatrove.pipeline.tokens import DocumentTokenizer
 from datatrove.pipeline.tokens.tokenizer import get_output_filename
 from datatrove.utils.logging import logger as datatrove_logger
@@ -37,6 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from smollab.console import table_console
+from smollab.data.length_filter import MinTokensFilter
 from smollab.data.shards import TokenStream, check_shard
 from smollab.data.sources import HubReader, reader_for, source_files
 from smollab.errors import SmollabError
@@ -154,8 +156,10 @@ def _tokenize_source(name: str, config: SourceConfig, out: Path, tok: RecipeToke
     reader = reader_for(name, config, report_folder=str(logs))
     if isinstance(reader, HubReader) and not _completion(out, 0).exists():
         reader.check_reachable()
+    length_filter = [MinTokensFilter(tok.file, config.min_doc_tokens, get_datafolder(str(logs)))] if config.min_doc_tokens else []
     pipeline = [
         reader,
+        *length_filter,
         DocumentTokenizer(
             output_folder=str(out),
             tokenizer_name_or_path=tok.file,
@@ -179,6 +183,7 @@ def _write_source_summary(name: str, out: Path, tok: RecipeTokenizer, eos: str, 
         filtered_out += data.get("filtered_out", 0)
         for reason, found in data["examples"].items():
             examples.setdefault(reason, []).extend(found)
+    too_short = sum(json.loads(report.read_text())["too_short"] for report in (out / "logs" / "length_filter").glob("*.json"))
     summary = {
         "source": name,
         "tokens": stream.num_tokens,
@@ -186,6 +191,7 @@ def _write_source_summary(name: str, out: Path, tok: RecipeTokenizer, eos: str, 
         "bad_records": dict(sorted(counts.items())),
         "bad_examples": {reason: found[:3] for reason, found in sorted(examples.items())},
         "filtered_out": filtered_out,
+        "too_short": too_short,
         "tokenizer": tok.name,
         "vocab_size": len(tok.tokenizer),
         "dtype": str(stream.token_dtype),
@@ -230,7 +236,8 @@ def tokenize_recipe(recipe: Recipe, workers: int = 1, console: Console | None = 
         "tokens": sum(s["tokens"] for s in sources.values()),
         "documents": sum(s["documents"] for s in sources.values()),
         "bad_records": dict(sorted(total_bad.items())),
-        "sources": {name: {k: s[k] for k in ("tokens", "documents", "bad_records", "filtered_out")} for name, s in sources.items()},
+        "sources": {name: {k: s[k] for k in ("tokens", "documents", "bad_records", "filtered_out", "too_short")}
+                    for name, s in sources.items()},
     }
     shards_dir.mkdir(parents=True, exist_ok=True)
     (shards_dir / "summary.json").write_text(json.dumps(overall, indent=1))
@@ -257,6 +264,9 @@ def _no_documents(name: str, config: SourceConfig, summary: dict, summary_file: 
             f"data.sources.{name}: none of its {n:,} records has the document text ({detail}); "
             f"set data.sources.{name}.text to the field that holds it, or write a .template"
         )
+    if summary["too_short"] and not bad:
+        return (f"data.sources.{name}: min_doc_tokens {config.min_doc_tokens:,} left no document ({summary['too_short']:,} "
+                f"shorter, filtered_out {filtered:,}); lower it or read a source with longer documents")
     if filtered and not bad:
         return f"data.sources.{name}: .where {config.where} filtered out all {filtered:,} records; check its field paths and values"
     if bad:
@@ -275,7 +285,8 @@ def summary_table(overall: dict) -> Table:
     for name, s in overall["sources"].items():
         bad = ", ".join(f"{reason} {n:,}" for reason, n in s["bad_records"].items()) or "-"
         style = "red" if s["documents"] == 0 else None  # every record bad: most likely the wrong text field
-        filtered = f"{s['filtered_out']:,}" if s["filtered_out"] else "-"
+        parts = ([f"{s['filtered_out']:,}"] if s["filtered_out"] else []) + ([f"{s['too_short']:,} too short"] if s["too_short"] else [])
+        filtered = " + ".join(parts) or "-"
         table.add_row(name, f"{s['documents']:,}", f"{s['tokens']:,}", bad, filtered, style=style)
     table.add_row("[bold]total", f"[bold]{overall['documents']:,}", f"[bold]{overall['tokens']:,}", "", "")
     return table

@@ -5,14 +5,14 @@ get wrong (counts, task names, device, whether generated code can be isolated) i
 the model loads, which can take minutes. It then loads the model once through ``smollab.pretrained``
 (any spec: HF dir, hub id, run dir, .gguf, alias), evaluates, prints which checkpoint was scored on
 which device and one table, and writes the JSON/JSONL files asked for. All the logic lives in
-``evaluate.py`` and ``lm_eval_bridge.py``; this file only parses and prints.
+``evaluate.py`` and ``lm_eval_bridge.py``; this file only parses and prints (and, when passkey ran,
+draws its heat map next to ``--out``).
 """
 
 import json
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.table import Table
 
@@ -24,7 +24,6 @@ from smollab.eval.evaluate import code_isolation, evaluate, headline
 from smollab.eval.harness import SmolLM
 from smollab.eval.tasks import expand
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def eval_command(
@@ -36,6 +35,8 @@ def eval_command(
     seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write the results JSON here.")] = None,
     batch_size: Annotated[int, typer.Option(help="Contexts (or prompts) per forward pass.")] = 8,
+    max_length: Annotated[int, typer.Option(help="Most tokens per request (context + continuation), capped at "
+                                                 "the model's positions; passkey skips longer lengths.")] = 2048,
     chat_template: Annotated[bool, typer.Option("--chat-template", help="Wrap prompts as a user turn.")] = False,
     log_samples: Annotated[Path | None, typer.Option(help="Write one JSON line per item here.")] = None,
     harness: Annotated[str, typer.Option(help="'smollab' (SmolLM2's formulations) or 'lm-eval'.")] = "smollab",
@@ -47,13 +48,15 @@ def eval_command(
         "from the network.")] = False,
 ) -> None:
     """Evaluate MODEL. Example: smollab eval smollm2-135m-instruct --tasks hellaswag,arc_easy --limit 500"""
-    names = _check_options(tasks, limit=limit, sample=sample, batch_size=batch_size, dtype=dtype, harness=harness)
+    names = _check_options(tasks, limit=limit, sample=sample, batch_size=batch_size, max_length=max_length,
+                           dtype=dtype, harness=harness)
     target = resolve_device(device, "--device")
     if harness == "smollab":
         code_isolation(expand(names), allow_unisolated_code)
     source = pretrained.resolve(model)
-    weights, tokenizer = pretrained.load(source, dtype=DTYPES[dtype])
-    lm = SmolLM(weights.eval().to(target), tokenizer, batch_size=batch_size, chat_template=chat_template, name=model)
+    weights, tokenizer = pretrained.load(source, dtype=pretrained.DTYPES[dtype])
+    lm = SmolLM(weights.eval().to(target), tokenizer, batch_size=batch_size, max_length=max_length,
+                chat_template=chat_template, name=model)
     scored = {"name": model, "source": source, "step": pretrained.export_step(source), "device": str(lm.device)}
     console = table_console()
     if harness == "lm-eval":
@@ -72,9 +75,18 @@ def eval_command(
         results["model"].update(scored)
         console.print(f"{model_header(scored)}  ({results['seconds']:.1f} s)", highlight=False, soft_wrap=True)
         console.print(results_table(results))
+        for name, task in results["tasks"].items():
+            if task.get("skipped_lengths"):
+                console.print(f"{name}: skipped lengths {', '.join(map(str, task['skipped_lengths']))} (above the "
+                              f"max_length of {lm.max_length} tokens)", highlight=False, soft_wrap=True)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        if harness == "smollab" and "passkey" in results["tasks"]:
+            from smollab.eval.plots import passkey_heatmap  # matplotlib loads only when a heat map is drawn
+
+            cells = {m: v["value"] for m, v in results["tasks"]["passkey"]["metrics"].items()}
+            passkey_heatmap(cells, out.parent / "passkey_heatmap.png", f"passkey retrieval: {model}")
     if log_samples:
         log_samples.parent.mkdir(parents=True, exist_ok=True)
         with log_samples.open("w", encoding="utf-8") as handle:
@@ -82,19 +94,20 @@ def eval_command(
                 handle.write(json.dumps(s, default=str) + "\n")
 
 
-def _check_options(tasks: str, *, limit: int | None, sample: int | None, batch_size: int, dtype: str,
-                   harness: str) -> list[str]:
+def _check_options(tasks: str, *, limit: int | None, sample: int | None, batch_size: int, max_length: int,
+                   dtype: str, harness: str) -> list[str]:
     """The task names, once every option has been checked; each mistake is one line naming its option."""
     if limit is not None and sample is not None:
         raise SmollabError("--limit and --sample both choose rows; give only one of them.")
     counts = (("--limit", limit, "rows per task; leave it out to evaluate every row"),
               ("--sample", sample, "rows per task; leave it out to evaluate every row"),
-              ("--batch-size", batch_size, "contexts per forward pass"))
+              ("--batch-size", batch_size, "contexts per forward pass"),
+              ("--max-length", max_length, "tokens per request"))
     for option, value, meaning in counts:
         if value is not None and value < 1:
             raise SmollabError(f"{option} {value}: must be at least 1 ({meaning}).")
-    if dtype not in DTYPES:
-        raise SmollabError(f"--dtype {dtype} is not supported; use one of {', '.join(DTYPES)}.")
+    if dtype not in pretrained.DTYPES:
+        raise SmollabError(f"--dtype {dtype} is not supported; use one of {', '.join(pretrained.DTYPES)}.")
     if harness not in ("smollab", "lm-eval"):
         raise SmollabError(f"--harness {harness} is unknown; use 'smollab' or 'lm-eval'.")
     names = [t.strip() for t in tasks.split(",") if t.strip()]

@@ -5,6 +5,8 @@ length sorting and context sharing see the whole task. Per-item records (``--log
 the raw summed log-likelihood of every choice, which is what lets bench/eval_agreement.py compare
 us item by item with lm-eval. Tasks that run generated code (``CodeTask``) are checked against
 the sandbox's isolation before any model call, so a refusal never follows hours of generation.
+The generated passkey task is first fitted to the adapter's ``max_length`` (longer lengths are
+skipped and named in its result), then its prompts are built in the adapter's own tokens.
 ``run_in_loop`` is the training loop's entry point: it evaluates an in-memory model and restores
 its mode and every RNG, so training continues bit for bit.
 """
@@ -28,6 +30,7 @@ from smollab.eval.metrics import choice_predictions, mean_stderr
 from smollab.eval.sandbox import check_isolation
 from smollab.eval.tasks import expand
 from smollab.eval.tasks.base import CodeTask, GenerativeTask, LastWordTask, MultipleChoiceTask, Task, file_sha256
+from smollab.eval.tasks.passkey import PasskeyTask
 
 
 def select_rows(task: Task, *, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[dict]:
@@ -62,6 +65,25 @@ def _last_word(lm: SmolLM, task: LastWordTask, rows: list[dict]):
     return {"acc": [float(g) for _, g in results], "loglik": [ll for ll, _ in results]}, samples
 
 
+def _passkey(lm: SmolLM, task: PasskeyTask, rows: list[dict]):
+    """Overall ``acc`` and ``acc@{length}@{depth}`` per cell: is the whole key the greedy continuation."""
+
+    def count_tokens(context: str, answer: str) -> int:
+        return sum(map(len, lm.encode_pair(lm.format(context), answer)))
+
+    pairs = [task.prompt(row, count_tokens) for row in rows]
+    results = lm.loglikelihood([(lm.format(c), x) for c, x in pairs])
+    cells: dict[tuple[int, int], list[float]] = {}
+    for row, (_, greedy) in zip(rows, results):
+        cells.setdefault((row["length"], row["depth"]), []).append(float(greedy))
+    scores = {"acc": [float(g) for _, g in results]}
+    scores.update({f"acc@{length}@{depth}": cells[length, depth] for length, depth in sorted(cells)})
+    samples = [{"task": task.name, "id": row["id"], "logliks": [ll], "pred": greedy, "gold": row["key"],
+                "length": row["length"], "depth": row["depth"]}
+               for row, (ll, greedy) in zip(rows, results)]
+    return scores, samples
+
+
 def _generative(lm: SmolLM, task: GenerativeTask, rows: list[dict], score):
     requests = [GenerationRequest(lm.format(task.prompt(row)), task.until, task.max_new_tokens) for row in rows]
     generations = lm.generate_until(requests)
@@ -82,6 +104,8 @@ def run_task(lm: SmolLM, task: Task, rows: list[dict], *, allow_unisolated_code:
         scores, samples = _multiple_choice(lm, task, rows)
     elif isinstance(task, LastWordTask):
         scores, samples = _last_word(lm, task, rows)
+    elif isinstance(task, PasskeyTask):
+        scores, samples = _passkey(lm, task, rows)
     elif isinstance(task, CodeTask):
         scores, samples = _generative(lm, task, rows,
                                       partial(task.score, allow_unisolated_code=allow_unisolated_code))
@@ -121,13 +145,14 @@ def evaluate(lm: SmolLM, tasks: Sequence[str], *, limit: int | None = None, samp
     isolated = code_isolation(selected, allow_unisolated_code)
     out_tasks, all_samples = {}, []
     for task in selected:
+        if isinstance(task, PasskeyTask):
+            task = task.fit(lm.max_length)
         rows = select_rows(task, limit=limit, sample=sample, seed=seed)
         t0 = time.perf_counter()
         metrics, samples = run_task(lm, task, rows, allow_unisolated_code=allow_unisolated_code)
         out_tasks[task.name] = {
             "metrics": metrics, "items": len(rows), "rows": task.rows, "shots": task.shots,
-            "seconds": round(time.perf_counter() - t0, 3),
-            "data": {"file": task.path.name, "sha256": file_sha256(task.path), "hub": task.hub}}
+            "seconds": round(time.perf_counter() - t0, 3), **_provenance(task)}
         all_samples.extend(samples)
     results = {
         "model": {"name": lm.name, "device": str(lm.device), "fingerprint": model_fingerprint(lm.model),
@@ -142,6 +167,16 @@ def evaluate(lm: SmolLM, tasks: Sequence[str], *, limit: int | None = None, samp
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return results, all_samples
+
+
+def _provenance(task: Task) -> dict:
+    """Where a task's rows came from: its vendored file (name, sha256, hub), or the passkey grid it was
+    generated from plus the lengths skipped as longer than the model's max_length."""
+    if isinstance(task, PasskeyTask):
+        grid = {"generator": type(task).__module__, "lengths": list(task.lengths), "depths": list(task.depths),
+                "trials": task.trials, "seed": task.seed}
+        return {"data": grid, "skipped_lengths": list(task.skipped_lengths)}
+    return {"data": {"file": task.path.name, "sha256": file_sha256(task.path), "hub": task.hub}}
 
 
 def _averages(tasks: dict) -> dict:
@@ -160,8 +195,9 @@ def headline(metrics: dict) -> str:
 def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, stage: str, step: int,
                 out_path: Path, heldout: dict | None = None, heldout_seq_len: int = 0, heldout_autocast=None) -> dict:
     """Evaluate an in-memory model during training and append one line to ``out_path`` (evals.jsonl):
-    the benchmark metrics of ``eval_config.tasks`` and, with ``heldout`` views, the held-out loss per source
-    (under ``heldout_autocast``: the training precision, which is also what its loss was measured in).
+    the benchmark metrics of ``eval_config.tasks``, their standard errors (where a metric has one) and, with
+    ``heldout`` views, the held-out loss per source (under ``heldout_autocast``: the training precision, which
+    is also what its loss was measured in).
 
     The model's train/eval mode and the torch (CPU and CUDA), Python and NumPy RNG states are
     restored afterwards, so a run with in-loop evaluation has the same losses as one without."""
@@ -175,7 +211,9 @@ def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, 
                                heldout_autocast) if heldout else None)
         results = {"tasks": {}, "averages": {}}
         if eval_config.tasks:
-            lm = SmolLM(model, tokenizer, batch_size=eval_config.batch_size, name=f"step-{step}")
+            # the model's own positions: a run extended to 8k is scored (passkey) at up to 8k, not the adapter's default
+            lm = SmolLM(model, tokenizer, batch_size=eval_config.batch_size, name=f"step-{step}",
+                        max_length=model.config.max_position_embeddings)
             with torch.no_grad():
                 results, _ = evaluate(lm, eval_config.tasks, limit=eval_config.limit,
                                       allow_unisolated_code=eval_config.allow_unisolated_code)
@@ -188,6 +226,8 @@ def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, 
         np.random.set_state(states[3])
     line = {"step": step, "tokens": tokens, "stage": stage,
             "metrics": {name: {m: v["value"] for m, v in t["metrics"].items()} for name, t in results["tasks"].items()},
+            "stderr": {name: {m: v["stderr"] for m, v in t["metrics"].items() if v["stderr"] is not None}
+                       for name, t in results["tasks"].items()},
             "items": {name: t["items"] for name, t in results["tasks"].items()},
             "averages": results["averages"], "seconds": time.perf_counter() - started}
     if losses is not None:

@@ -152,8 +152,12 @@ class SmolLM:
             input_ids[r, :len(ids)] = torch.tensor(ids, device=device)
             position_ids[r, :len(ids)] = torch.tensor(positions, device=device)
             segment[r, :len(ids)] = torch.tensor(segments, device=device)
+        # Rows that pack a single continuation are plain causal sequences padded on the right, which no real
+        # token attends to: no mask lets SDPA take its causal kernel instead of a dense T×T mask (8k-token passkey
+        # prompts: memory linear in T, not quadratic).
+        single = all(len(members) == 1 for _, members in batch)
         hidden = decoder(input_ids=input_ids, position_ids=position_ids,
-                         attention_mask=_packed_mask(segment)).last_hidden_state
+                         attention_mask=None if single else _packed_mask(segment)).last_hidden_state
         states, targets = [], []
         for r, (context_len, spans) in enumerate(layouts):
             for i, begin in spans:

@@ -33,6 +33,7 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_state_dict,
+    set_model_state_dict,
     set_state_dict,
 )
 from transformers import LlamaForCausalLM
@@ -173,6 +174,50 @@ def load(path: Path, model, optimizer) -> dict:
     meta = json.loads((path / META).read_text())
     set_rng_state(meta["rng"])
     return meta
+
+
+def read_meta(path: Path) -> dict:
+    """A published checkpoint's ``meta.json`` (step, schedule, policies' state, file sizes)."""
+    try:
+        return json.loads((path / META).read_text())
+    except (OSError, ValueError) as err:
+        raise SmollabError(f"{path / META} is unreadable ({err}); use another checkpoint") from None
+
+
+def parent_checkpoint(run_dir: Path, step: int | None) -> Path:
+    """The published, intact checkpoint of ``run_dir`` at ``step`` (None: its newest); one error line otherwise."""
+    published = list_checkpoints(run_dir / "checkpoints")
+    if not published:
+        raise SmollabError(f"anneal.from_run: {run_dir} has no published checkpoint under checkpoints/; "
+                           "train that run first or name another run directory")
+    path = published[-1] if step is None else run_dir / "checkpoints" / f"step-{step}"
+    if path not in published:
+        steps = ", ".join(str(_step_of(p)) for p in published)
+        raise SmollabError(f"anneal.step: {run_dir} has no checkpoint at step {step}; it keeps steps {steps}")
+    if problem := damage(path):
+        raise SmollabError(f"anneal: checkpoint {path} is unreadable: {problem}; branch from another step (anneal.step)")
+    return path
+
+
+def load_parent(anneal, model, optimizer) -> Path:
+    """Start a branch from ``anneal``'s parent checkpoint: weights always, AdamW moments when ``anneal.optimizer``.
+
+    The RNG state is the parent's too, so a branch that keeps every setting of its parent trains
+    exactly as the parent would have continued."""
+    path = parent_checkpoint(Path(anneal.from_run), anneal.step)
+    try:
+        if anneal.optimizer:
+            load(path, model, optimizer)
+        else:
+            state = {"model": get_model_state_dict(model)}
+            dcp.load(state, checkpoint_id=str(path))
+            set_model_state_dict(model, state["model"])
+            set_rng_state(read_meta(path)["rng"])
+    except (RuntimeError, ValueError, KeyError) as err:  # DCP's shape/key mismatches
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise SmollabError(f"anneal.from_run: checkpoint {path} does not fit this recipe's model ({first}); "
+                           "keep the parent's model section (smollab anneal copies it)") from None
+    return path
 
 
 @contextlib.contextmanager

@@ -81,14 +81,13 @@ def model_config(recipe: Recipe, vocab_size: int, eos_id: int | None = None):
 
 def check_geometry(recipe: Recipe, config, vocab_size: int, world: int) -> None:
     """Recipe checks that need the model or the rank count, with the same one-line errors."""
-    for i, stage in enumerate(recipe.stages):
+    if recipe.batch.seq_len > config.max_position_embeddings:  # a stage's own seq_len may exceed them: it extends the context
+        raise SmollabError(
+            f"batch.seq_len: {recipe.batch.seq_len} exceeds the model's {config.max_position_embeddings} positions; "
+            "lower it, raise model.max_position_embeddings, or extend the context in a stage of its own (stages.N.seq_len)"
+        )
+    for stage in recipe.stages:
         seq_len = stage.seq_len or recipe.batch.seq_len
-        if seq_len > config.max_position_embeddings:
-            field = f"stages.{i}.seq_len" if stage.seq_len else "batch.seq_len"
-            raise SmollabError(
-                f"{field}: {seq_len} exceeds the model's {config.max_position_embeddings} positions; "
-                "lower it or raise model.max_position_embeddings"
-            )
         per_step = seq_len * recipe.batch.micro_batch * world
         if recipe.batch.tokens_per_step % per_step:
             raise SmollabError(
@@ -117,16 +116,29 @@ def build_model(recipe: Recipe, config) -> torch.nn.Module:
 
 def set_rope_theta(model, theta: float) -> None:
     """Context extension: a new RoPE base (SmolLM2 used θ 10k → 130k for 2k → 8k)."""
+    if model.config.rope_parameters.get("rope_type", "default") != "default":
+        raise SmollabError(f"stages.N.rope_theta: the model's RoPE is '{model.config.rope_parameters['rope_type']}', "
+                           "and a plain θ change (SmolLM2's) applies to default RoPE only; drop rope_theta from the stage")
     model.config.rope_parameters = {**model.config.rope_parameters, "rope_theta": float(theta)}
     rotary = model.model.rotary_emb
-    model.model.rotary_emb = type(rotary)(config=model.config, device=rotary.inv_freq.device)
+    inv_freq, _ = rotary.compute_default_rope_parameters(model.config)
+    with torch.no_grad():  # in place: the module (and any compiled graph or FSDP wrapping over it) stays the same
+        rotary.inv_freq.copy_(inv_freq)
+        rotary.original_inv_freq.copy_(inv_freq)
 
 
-def use_stage_rope(model, sampler: MixtureSampler, stage: StagePlan) -> None:
-    """The RoPE θ in force in ``stage``: the latest ``rope_theta`` of it or of an earlier stage."""
+def use_stage_context(model, sampler: MixtureSampler, stage: StagePlan, base_positions: int) -> None:
+    """The context in force in ``stage``: the latest ``rope_theta`` of it or of an earlier stage, and
+    ``max_position_embeddings`` grown from ``base_positions`` (the architecture's) to the longest ``seq_len``
+    trained so far.
+
+    RoPE has no learned positions, so growing them changes no tensor; the count is what the export
+    promises a user, so it says what the model has been trained at, never more.
+    """
     theta = next((p.rope_theta for p in reversed(sampler.stages[: stage.index + 1]) if p.rope_theta), None)
     if theta and theta != model.config.rope_parameters["rope_theta"]:
         set_rope_theta(model, theta)
+    model.config.max_position_embeddings = max([base_positions] + [p.seq_len for p in sampler.stages[: stage.index + 1]])
 
 
 def make_optimizer(model, recipe: Recipe, runtime: Runtime) -> torch.optim.Optimizer:
@@ -224,7 +236,8 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
         tokenizer_for_recipe(recipe)  # a per-run BPE is trained once, by one process
     barrier(runtime)
     tokenizer = tokenizer_for_recipe(recipe).tokenizer
-    sources = sorted({name for stage in recipe.stages for name in stage.mixture} | rule_targets(recipe))
+    scored = set(recipe.eval.heldout.sources or []) if recipe.eval.heldout else set()
+    sources = sorted({name for stage in recipe.stages for name in stage.mixture} | rule_targets(recipe) | scored)
     streams, heldout = training_streams(recipe, sources)  # with eval.heldout, each source's end is scored, never trained on
     sampler = MixtureSampler(recipe, streams)
     for source, epochs in sampler.planned_epochs().items():
@@ -234,6 +247,7 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
 
     config = model_config(recipe, len(tokenizer), tokenizer.convert_tokens_to_ids(recipe.data.eos))
     check_geometry(recipe, config, len(tokenizer), runtime.world)
+    base_positions = config.max_position_embeddings  # before any stage grows the model's (see use_stage_context)
     model = build_model(recipe, config).to(runtime.device)
     model.train()
     objective = shard(CausalLMLoss(model), runtime)
@@ -249,13 +263,16 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
         if "schedule" in meta:  # the decisions taken before the checkpoint, replayed as they were
             sampler = MixtureSampler(recipe, streams, Schedule.from_json(meta["schedule"], where=f"{meta['path']}/meta.json"))
         _report(f"resumed from {meta['path']} at step {start_step}", runtime)
+    elif recipe.anneal:
+        parent = checkpoint.load_parent(recipe.anneal, model, optimizer)
+        _report(f"branched from {parent} ({'weights and AdamW moments' if recipe.anneal.optimizer else 'weights'})", runtime)
     mixing = OnlineMixing(recipe, sampler)
     guard = SpikeGuard(recipe.train.spike_guard) if recipe.train.spike_guard else None
     if resume:
         mixing.load_state_dict(meta.get("odm"), start_step)
         if guard:
             guard.load_state_dict(meta.get("spike_guard"))
-        _finish_side_work(start_step, model, tokenizer, sampler, heldout, recipe, runtime)
+        _finish_side_work(start_step, model, tokenizer, sampler, heldout, recipe, runtime, base_positions)
 
     schedule = WSD(recipe.schedule, recipe.optim.lr, sampler.total_steps)
     log = RunLog(out_dir, runtime, start_step)
@@ -283,7 +300,7 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
             _log_decisions(mixing.before_step(step), recipe, runtime)
             stage = sampler.stage_of_step(step)
             if stage is not current_stage:
-                use_stage_rope(model, sampler, stage)
+                use_stage_context(model, sampler, stage, base_positions)
                 current_stage = stage
                 progress.update(bar, description=f"train [{stage.name}]")
             profiler.step_begins(step)
@@ -427,11 +444,11 @@ def _log_decisions(records: list[dict], recipe: Recipe, runtime: Runtime) -> Non
 
 
 def _finish_side_work(step: int, model, tokenizer, sampler: MixtureSampler, heldout: dict, recipe: Recipe,
-                      runtime: Runtime) -> None:
+                      runtime: Runtime, base_positions: int) -> None:
     """Export and evaluate the checkpoint a run resumes from, where the run died before doing so."""
     hf_dir = recipe.out_dir / "hf" / f"step-{step}"
     if not hf_dir.exists():
-        use_stage_rope(model, sampler, sampler.stage_of_step(step - 1))  # as it was when the checkpoint was taken
+        use_stage_context(model, sampler, sampler.stage_of_step(step - 1), base_positions)  # as it was at the checkpoint
         checkpoint.export_hf(model, tokenizer, hf_dir, runtime)
     if _evaluates(recipe) and runtime.is_main and _eval_line(recipe.out_dir / "evals.jsonl", step) is None:
         meta = {"tokens": step * recipe.batch.tokens_per_step, "stage": sampler.stage_of_step(step - 1).name}

@@ -40,6 +40,7 @@ def stage_rows(recipe: Recipe) -> list[dict]:
             "steps": (plan.start_step, plan.end_step),
             "tokens": (plan.start_step * tokens_per_step, plan.end_step * tokens_per_step),
             "seq_len": plan.seq_len,
+            "rope_theta": plan.rope_theta,
             "mixture": {s: plan.weight(s) for s in plan.sources},
             "lr_phase": " →\n".join(p if s == plan.start_step else f"{p}@{s:,}" for p, s in phases),
         })
@@ -78,7 +79,7 @@ def stage_table(recipe: Recipe) -> Table:
             row["stage"],
             f"{row['steps'][0]:,} –\n{row['steps'][1]:,}",
             f"{_human(row['tokens'][0])} – {_human(row['tokens'][1])}",
-            str(row["seq_len"]),
+            str(row["seq_len"]) + (f"\nθ {_human(row['rope_theta'])}" if row["rope_theta"] else ""),
             "\n".join(f"{s} {w * 100:.3g}%" for s, w in row["mixture"].items()),
             row["lr_phase"],
         )

@@ -250,3 +250,23 @@ def test_where_filter_keeps_infimm_english_text_and_counts_the_rest_as_filtered(
     assert load_tokenizer("smollm2").decode(stream.slice(0, stream.num_tokens)) == expected
     with pytest.raises(SmollabError, match="different data.sources.infimm.where"):
         tokenize_recipe(make_recipe(tmp_path, {"infimm": {**source, "where": {"metadata.ft_lang_label": "__label__zh"}}}))
+
+
+def test_min_doc_tokens_keeps_exactly_the_long_documents_and_counts_the_others(tmp_path):
+    docs = bundled_texts("web_c4_samples", 40)
+    tok = load_tokenizer("smollm2")
+    lengths = [len(tok(t, add_special_tokens=False).input_ids) for t in docs]
+    threshold = sorted(lengths)[len(lengths) // 2]  # about half are long enough
+    long_docs = [t for t, n in zip(docs, lengths) if n >= threshold]
+    recipe = make_recipe(tmp_path, {"long": {"bundled": "web_c4_samples", "limit": 40, "min_doc_tokens": threshold}})
+    overall = tokenize_recipe(recipe)
+    stream = TokenStream(recipe.shards_dir / "long")
+    assert 0 < len(long_docs) < len(docs) and stream.num_docs == len(long_docs)
+    assert tok.decode(stream.slice(0, stream.num_tokens)) == "".join(t + "<|endoftext|>" for t in long_docs)
+    assert overall["sources"]["long"]["too_short"] == len(docs) - len(long_docs)
+
+
+def test_min_doc_tokens_that_keeps_nothing_names_the_threshold(tmp_path):
+    recipe = make_recipe(tmp_path, {"long": {"bundled": "web_c4_samples", "limit": 5, "min_doc_tokens": 10**7}})
+    with pytest.raises(SmollabError, match=r"data.sources.long: min_doc_tokens 10,000,000 left no document \(5 shorter"):
+        tokenize_recipe(recipe)

@@ -26,9 +26,10 @@ def test_every_vendored_task_file_loads_with_its_exact_row_count(name):
 
 def test_every_task_is_registered_with_a_hub_source_and_a_licence_note():
     licences = (TASKS["arc_easy"].path.parent / "LICENSES.md").read_text()
-    assert set(TASKS) == set(EXPECTED_ROWS)
-    for task in TASKS.values():
-        assert task.hub and task.file in licences
+    vendored = {name: task for name, task in TASKS.items() if name != "passkey"}  # passkey generates its rows
+    assert set(vendored) == set(EXPECTED_ROWS)
+    for task in vendored.values():
+        assert task.hub and task.file and task.file in licences
 
 
 def test_malformed_task_row_names_the_file_and_line(tmp_path):
@@ -79,7 +80,7 @@ def test_groups_mirror_the_paper_lists_and_unknown_tasks_fail_clearly():
 def test_decontamination_items_cover_questions_and_gold_answers():
     items = list(decontamination_items())
     tasks = {t for t, _, _ in items}
-    assert tasks == set(TASKS)
+    assert tasks == set(TASKS) - {"passkey"}  # generated filler and numbers: nothing a corpus could contain
     gsm = [text for t, i, text in items if i == "gsm8k/test/00000"]
     assert any("Janet" in text for text in gsm) and any("#### 18" in text for text in gsm)
     arc = [text for t, i, text in items if i == "arc_challenge/test/00000"]

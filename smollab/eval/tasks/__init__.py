@@ -2,20 +2,21 @@
 
 Tasks are plain module-level objects collected here by name; a group is a list of names, so
 ``--tasks smollm2-base`` expands exactly as SmolLM2's lighteval task files do (minus what is not
-vendored: MMLU cloze, Natural Questions, BBH; see docs/evaluation.md).
+vendored: MMLU cloze, Natural Questions, BBH; see docs/evaluation.md). ``passkey`` is the one
+generated task (long-context retrieval); it is in no group.
 """
 
 from collections.abc import Iterator
 
 from smollab.errors import SmollabError
 from smollab.eval.tasks import (arc, boolq, commonsense_qa, gsm8k, hellaswag, humaneval, ifeval, lambada, math,
-                                mmlu_pro, openbookqa, piqa, siqa, triviaqa, winogrande)
+                                mmlu_pro, openbookqa, passkey, piqa, siqa, triviaqa, winogrande)
 from smollab.eval.tasks.base import Task
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     hellaswag.TASK, arc.ARC_EASY, arc.ARC_CHALLENGE, piqa.TASK, commonsense_qa.TASK, openbookqa.TASK,
     winogrande.TASK, siqa.TASK, boolq.TASK, mmlu_pro.TASK, gsm8k.TASK, math.TASK, humaneval.TASK,
-    triviaqa.TASK, ifeval.TASK, lambada.TASK)}
+    triviaqa.TASK, ifeval.TASK, lambada.TASK, passkey.TASK)}
 
 GROUPS: dict[str, list[str]] = {
     "smollm2-base": ["hellaswag", "arc_easy", "arc_challenge", "piqa", "mmlu_pro", "commonsense_qa", "triviaqa",
@@ -39,8 +40,11 @@ def expand(names: list[str]) -> list[Task]:
 
 
 def decontamination_items() -> Iterator[tuple[str, str, str]]:
-    """(task, item id, text) for every vendored item: its question/context text and its gold answer."""
+    """(task, item id, text) for every vendored item: its question/context text and its gold answer.
+    Generated tasks (passkey: filler and random digits) have no text a corpus could leak, so give none."""
     for task in TASKS.values():
+        if isinstance(task, passkey.PasskeyTask):
+            continue
         for row in task.docs():
             question, answer = task.text_of(row)
             yield task.name, row["id"], question

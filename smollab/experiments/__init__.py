@@ -1,0 +1,1 @@
+"""Experiments that decide the data: annealing runs, ablation sweeps, RegMix."""
