@@ -105,6 +105,9 @@ def _register() -> None:
     from smollab.eval.cli import eval_command
     from smollab.experiments.anneal import anneal
     from smollab.experiments.cli import ablate
+    from smollab.post.chat import chat
+    from smollab.post.dpo import dpo
+    from smollab.post.sft import sft
     from smollab.tokenizer import show, train as train_tokenizer
 
     tokenizer_app.command("train")(train_tokenizer)
@@ -115,6 +118,9 @@ def _register() -> None:
     app.command("eval")(eval_command)
     app.command("anneal")(anneal)
     app.command("ablate")(ablate)
+    app.command("chat")(chat)
+    app.command("sft")(sft)
+    app.command("dpo")(dpo)
 
 
 _register()

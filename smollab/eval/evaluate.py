@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smollab.errors import SmollabError
 from smollab.eval.harness import GenerationRequest, SmolLM
 from smollab.eval.heldout import heldout_loss
 from smollab.eval.metrics import choice_predictions, mean_stderr
@@ -135,6 +136,16 @@ def code_isolation(tasks: Sequence[Task], allow_unisolated_code: bool) -> bool |
     """None when no task runs generated code, else whether the sandbox isolates it; raises before any
     model work where it cannot and the user has not allowed running code without isolation."""
     return check_isolation(allow_unisolated_code) if any(isinstance(t, CodeTask) for t in tasks) else None
+
+
+def check_in_loop_tasks(eval_config) -> None:
+    """A training run's ``eval.tasks``: an unknown task, or generated code the sandbox cannot isolate, fails
+    before training starts (one line naming ``eval.tasks``), not at the first evaluation."""
+    if eval_config.tasks:
+        try:
+            code_isolation(expand(eval_config.tasks), eval_config.allow_unisolated_code)
+        except SmollabError as err:
+            raise SmollabError(f"eval.tasks: {err}") from None
 
 
 def evaluate(lm: SmolLM, tasks: Sequence[str], *, limit: int | None = None, sample: int | None = None,

@@ -30,6 +30,7 @@ from smollab import pretrained
 from smollab.data.heldout import training_streams
 from smollab.data.mixture import MixtureSampler, Schedule, StagePlan
 from smollab.errors import SmollabError
+from smollab.eval.evaluate import check_in_loop_tasks
 from smollab.mix.between_stages import decide, rule_targets, rules_due
 from smollab.mix.within_stage import OnlineMixing
 from smollab.presets import build_config, count_parameters
@@ -228,7 +229,7 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
     out_dir = recipe.out_dir
     ckpt_root = out_dir / "checkpoints"
     prepare_run_dir(recipe, resume, overwrite, runtime)
-    _check_eval_tasks(recipe)
+    check_in_loop_tasks(recipe.eval)
     if runtime.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         dump_recipe(recipe, out_dir / "recipe.resolved.yaml")
@@ -346,18 +347,6 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
     _report(profiler.close(), runtime)
     log.close()
     return TrainResult(out_dir, sampler.total_steps, last["loss"], last["loss_per_source"], hf_dir)
-
-
-def _check_eval_tasks(recipe: Recipe) -> None:
-    """An unknown in-loop task, or code that cannot be isolated, fails now, not at the first checkpoint."""
-    if recipe.eval.tasks:
-        from smollab.eval.evaluate import code_isolation
-        from smollab.eval.tasks import expand
-
-        try:
-            code_isolation(expand(recipe.eval.tasks), recipe.eval.allow_unisolated_code)
-        except SmollabError as err:
-            raise SmollabError(f"eval.tasks: {err}") from None
 
 
 def _evaluates(recipe: Recipe) -> bool:

@@ -1,0 +1,1 @@
+"""Post-training: chat data and templates, SFT, DPO, synthetic data, chat."""
