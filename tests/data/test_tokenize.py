@@ -208,7 +208,7 @@ def test_truncated_jsonl_gz_keeps_its_readable_records_and_a_fixed_copy_is_retok
 
     source.write_bytes(complete)
     fixed = tokenize_recipe(recipe)["sources"]["news"]
-    assert fixed == {"tokens": fixed["tokens"], "documents": len(docs), "bad_records": {}, "filtered_out": 0}
+    assert fixed == {"tokens": fixed["tokens"], "documents": len(docs), "bad_records": {}, "filtered_out": 0, "too_short": 0}
 
 
 def test_unreachable_hub_is_one_line_naming_the_source(tmp_path, capfd):
