@@ -6,6 +6,7 @@ expensive one-off work is paid once per machine, not once per process.
 """
 
 import os
+import shutil
 from pathlib import Path
 
 ASSETS = Path(__file__).parent / "assets"
@@ -16,3 +17,13 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def remove_run_outputs(run_dir: Path, names: tuple[str, ...]) -> None:
+    """Delete the named files and directories of a run directory (what ``--overwrite`` starts over from)."""
+    for name in names:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

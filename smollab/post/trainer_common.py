@@ -60,7 +60,7 @@ from smollab.console import table_console
 from smollab.devices import resolve_device
 from smollab.errors import SmollabError
 from smollab.eval.evaluate import check_in_loop_tasks
-from smollab.paths import ASSETS
+from smollab.paths import ASSETS, remove_run_outputs
 from smollab.post.config import PostEvalConfig, PostRecipe, PostTrainConfig, load_post_recipe
 from smollab.post.conversations import ChatData
 from smollab.post.template import IM_END, with_chat_template
@@ -276,12 +276,7 @@ def prepare_run_dir(recipe: PostRecipe, resume: bool, overwrite: bool) -> Path |
                                "continue from; run without --resume, or with --overwrite to start over")
         return Path(newest)
     if overwrite and is_main():
-        for name in RUN_OUTPUTS:
-            path = out / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        remove_run_outputs(out, RUN_OUTPUTS)
     return None
 
 

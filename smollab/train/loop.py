@@ -33,6 +33,7 @@ from smollab.errors import SmollabError
 from smollab.eval.evaluate import check_in_loop_tasks
 from smollab.mix.between_stages import decide, rule_targets, rules_due
 from smollab.mix.within_stage import OnlineMixing
+from smollab.paths import remove_run_outputs
 from smollab.presets import build_config, count_parameters
 from smollab.recipe import Recipe, dump_recipe
 from smollab.tokenizer import tokenizer_for_recipe
@@ -168,12 +169,7 @@ def prepare_run_dir(recipe: Recipe, resume: bool, overwrite: bool, runtime: Runt
     if holds_run and not (resume or overwrite):
         raise SmollabError(f"run directory {out_dir} holds a run; use --resume to continue it, or --overwrite to start over")
     if overwrite and runtime.is_main:
-        for name in RUN_OUTPUTS:
-            path = out_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        remove_run_outputs(out_dir, RUN_OUTPUTS)
 
 
 def _drop_lines_after(path: Path, step: int, key: str) -> None:
