@@ -24,11 +24,12 @@ from datatrove.pipeline.filters import C4QualityFilter, FineWebQualityFilter, Go
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 
-from smollab.curate.annotate import AnnotationCache, annotate_texts
+from smollab.curate.annotate import annotate_texts
 from smollab.curate.classifier import Classifier, train_classifier
 from smollab.curate.config import AnnotateConfig, ClassifierConfig, CurateConfig
 from smollab.curate.pipeline import run_curation
 from smollab.curate.score import ScoreDocuments
+from smollab.llm import RequestCache
 from smollab.paths import ASSETS
 
 INPUTS = {"web_c4": ("web_c4_samples", 150), "news": ("web_news_articles", 80)}
@@ -110,7 +111,7 @@ def main() -> None:
         cfg = AnnotateConfig(max_doc_chars=600)
         sample = texts[:4]
         start = time.perf_counter()
-        annotate_texts(sample, cfg, AnnotationCache(Path(tmp) / "cache.jsonl"))
+        annotate_texts(sample, cfg, RequestCache(Path(tmp) / "cache.jsonl"))
         elapsed = time.perf_counter() - start
         results["annotate_local_135m_logits"] = {"docs": len(sample), "seconds_incl_model_load": elapsed, "docs_per_s": len(sample) / elapsed}
     print(json.dumps(results, indent=2))

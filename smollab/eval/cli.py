@@ -6,10 +6,12 @@ the model loads, which can take minutes. It then loads the model once through ``
 (any spec: HF dir, hub id, run dir, .gguf, alias), evaluates, prints which checkpoint was scored on
 which device and one table, and writes the JSON/JSONL files asked for. All the logic lives in
 ``evaluate.py`` and ``lm_eval_bridge.py``; this file only parses and prints (and, when passkey ran,
-draws its heat map next to ``--out``).
+draws its heat map next to ``--out``). ``--judge-url`` (else ``$SMOLLAB_JUDGE_URL``) names the server that
+grades mt_bench; its judgements are cached next to ``--out`` (else in the user cache).
 """
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -22,14 +24,15 @@ from smollab.devices import resolve_device
 from smollab.errors import SmollabError
 from smollab.eval.evaluate import code_isolation, evaluate, headline
 from smollab.eval.harness import SmolLM
-from smollab.eval.tasks import expand
-
+from smollab.eval.tasks import TASKS, expand
+from smollab.eval.tasks.mt_bench import JUDGE_URL_ENV, configured_judge
+from smollab.recipe import JudgeConfig
 
 
 def eval_command(
     model: Annotated[str, typer.Argument(help="HF dir, hub id, run dir, .gguf file or 'smollm2-135m-instruct'.")],
-    tasks: Annotated[str, typer.Option(help="Comma-separated tasks or groups (smollm2-base, smollm2-instruct).")]
-    = "smollm2-base",
+    tasks: Annotated[str, typer.Option(help="Comma-separated tasks or groups (smollm2-base, smollm2-instruct, "
+                                            "instruct).")] = "smollm2-base",
     limit: Annotated[int | None, typer.Option(help="First N rows of each task, in file order.")] = None,
     sample: Annotated[int | None, typer.Option(help="A seeded random subset of N rows per task instead.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for --sample.")] = 0,
@@ -46,11 +49,20 @@ def eval_command(
     allow_unisolated_code: Annotated[bool, typer.Option(
         "--allow-unisolated-code", help="Run generated code (humaneval) even where the sandbox cannot cut it off "
         "from the network.")] = False,
+    judge_url: Annotated[str | None, typer.Option(help="OpenAI-compatible /v1 root of the server grading mt_bench "
+                                                       "(default: $SMOLLAB_JUDGE_URL; none: mt_bench is skipped).")]
+    = None,
+    judge_model: Annotated[str | None, typer.Option(help="Judge model name the server expects (default: "
+                                                         f"{JudgeConfig.model_fields['model'].default}, FastChat's).")]
+    = None,
+    judge_key_env: Annotated[str | None, typer.Option(help="Environment variable holding the judge's API key.")]
+    = None,
 ) -> None:
     """Evaluate MODEL. Example: smollab eval smollm2-135m-instruct --tasks hellaswag,arc_easy --limit 500"""
     names = _check_options(tasks, limit=limit, sample=sample, batch_size=batch_size, max_length=max_length,
                            dtype=dtype, harness=harness)
     target = resolve_device(device, "--device")
+    judge = _judge(judge_url, judge_model, judge_key_env)
     if harness == "smollab":
         code_isolation(expand(names), allow_unisolated_code)
     source = pretrained.resolve(model)
@@ -71,7 +83,8 @@ def eval_command(
         samples = [s for task_samples in results.pop("samples", {}).values() for s in task_samples]
     else:
         results, samples = evaluate(lm, names, limit=limit, sample=sample, seed=seed,
-                                    allow_unisolated_code=allow_unisolated_code)
+                                    allow_unisolated_code=allow_unisolated_code, judge=judge,
+                                    out_dir=out.parent if out else None)
         results["model"].update(scored)
         console.print(f"{model_header(scored)}  ({results['seconds']:.1f} s)", highlight=False, soft_wrap=True)
         console.print(results_table(results))
@@ -79,6 +92,9 @@ def eval_command(
             if task.get("skipped_lengths"):
                 console.print(f"{name}: skipped lengths {', '.join(map(str, task['skipped_lengths']))} (above the "
                               f"max_length of {lm.max_length} tokens)", highlight=False, soft_wrap=True)
+            if task["metrics"].get("unparseable", {}).get("value"):
+                console.print(f"{name}: {task['metrics']['unparseable']['value']} judgement(s) gave no [[rating]] and "
+                              "are left out of the scores", highlight=False, soft_wrap=True, markup=False)
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -116,6 +132,21 @@ def _check_options(tasks: str, *, limit: int | None, sample: int | None, batch_s
     return names
 
 
+def _judge(url: str | None, model: str | None, key_env: str | None) -> JudgeConfig | None:
+    """The mt_bench judge from --judge-url (else $SMOLLAB_JUDGE_URL), --judge-model and --judge-key-env."""
+    judge = configured_judge(JudgeConfig(base_url=url) if url else None)
+    if judge is None:
+        if model or key_env:
+            raise SmollabError("--judge-model/--judge-key-env configure a judge without an endpoint; pass --judge-url "
+                               f"URL (or export {JUDGE_URL_ENV}).")
+        return None
+    judge = judge.model_copy(update={k: v for k, v in (("model", model), ("api_key_env", key_env)) if v})
+    if judge.api_key_env and not os.environ.get(judge.api_key_env):
+        raise SmollabError(f"--judge-key-env {judge.api_key_env}: ${judge.api_key_env} is not set; export the judge's "
+                           "API key.")
+    return judge
+
+
 def model_header(scored: dict) -> str:
     """MODEL as given, the checkpoint it resolved to when that differs (a run directory's newest
     hf/step-N, with the step), and the device it ran on."""
@@ -134,8 +165,9 @@ def results_table(results: dict) -> Table:
     for name, task in results["tasks"].items():
         metric = headline(task["metrics"])
         value, stderr = task["metrics"][metric]["value"], task["metrics"][metric]["stderr"]
-        table.add_row(name, metric, f"{100 * value:.1f}", "" if stderr is None else f"{100 * stderr:.1f}",
-                      str(task["items"]))
+        scale, digits = (100, 1) if TASKS[name].percent else (1, 2)  # MT-Bench rates 1-10, not a fraction
+        table.add_row(name, metric, f"{scale * value:.{digits}f}",
+                      "" if stderr is None else f"{scale * stderr:.{digits}f}", str(task["items"]))
     for name, metrics in results["averages"].items():
         for metric, value in metrics.items():
             table.add_row(f"{name} (average)", metric, f"{100 * value:.1f}", "", "")

@@ -7,6 +7,8 @@ us item by item with lm-eval. Tasks that run generated code (``CodeTask``) are c
 the sandbox's isolation before any model call, so a refusal never follows hours of generation.
 The generated passkey task is first fitted to the adapter's ``max_length`` (longer lengths are
 skipped and named in its result), then its prompts are built in the adapter's own tokens.
+MT-Bench answers two turns, then an LLM judge grades them; without a judge it is skipped (one line,
+no metrics) before any generation.
 ``run_in_loop`` is the training loop's entry point: it evaluates an in-memory model and restores
 its mode and every RNG, so training continues bit for bit.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from smollab.console import table_console
 from smollab.errors import SmollabError
 from smollab.eval.harness import GenerationRequest, SmolLM
 from smollab.eval.heldout import heldout_loss
@@ -31,7 +34,11 @@ from smollab.eval.metrics import choice_predictions, mean_stderr
 from smollab.eval.sandbox import check_isolation
 from smollab.eval.tasks import expand
 from smollab.eval.tasks.base import CodeTask, GenerativeTask, LastWordTask, MultipleChoiceTask, Task, file_sha256
+from smollab.eval.tasks.mt_bench import JUDGEMENTS, NO_JUDGE, MTBenchTask, configured_judge, conversation
 from smollab.eval.tasks.passkey import PasskeyTask
+from smollab.llm import HttpClient, RequestCache
+from smollab.paths import cache_dir
+from smollab.recipe import JudgeConfig
 
 
 def select_rows(task: Task, *, limit: int | None = None, sample: int | None = None, seed: int = 0) -> list[dict]:
@@ -99,7 +106,25 @@ def _generative(lm: SmolLM, task: GenerativeTask, rows: list[dict], score):
     return scores, samples
 
 
-def run_task(lm: SmolLM, task: Task, rows: list[dict], *, allow_unisolated_code: bool) -> tuple[dict, list[dict]]:
+def _mt_bench(lm: SmolLM, task: MTBenchTask, rows: list[dict], judge: JudgeConfig, out_dir: Path | None):
+    """Both turns answered greedily in the chat template (turn 2 after the model's own turn 1), then judged;
+    judgements are cached in ``out_dir`` (default: the user cache)."""
+    answers: list[list[str]] = [[] for _ in rows]
+    for _ in range(2):
+        requests = [GenerationRequest(lm.format_chat(conversation(row, previous)), (), task.max_new_tokens)
+                    for row, previous in zip(rows, answers)]
+        for previous, text in zip(answers, lm.generate_until(requests)):
+            previous.append(text.strip())
+    graded = task.grade(rows, answers, judge, RequestCache((out_dir or cache_dir("eval")) / JUDGEMENTS))
+    samples = [{"task": task.name, "id": row["id"], "category": row["category"], "generation": pair,
+                "pred": result["ratings"], "gold": row.get("gpt4_reference_turns"),
+                "judgements": result["judgements"], "templates": result["templates"]}
+               for row, pair, result in zip(rows, answers, graded)]
+    return task.scores(rows, graded), samples
+
+
+def run_task(lm: SmolLM, task: Task, rows: list[dict], *, allow_unisolated_code: bool,
+             judge: JudgeConfig | None = None, out_dir: Path | None = None) -> tuple[dict, list[dict]]:
     """Metrics ``{name: {"value", "stderr"}}`` and per-item samples of one task on ``rows``."""
     if isinstance(task, MultipleChoiceTask):
         scores, samples = _multiple_choice(lm, task, rows)
@@ -107,6 +132,10 @@ def run_task(lm: SmolLM, task: Task, rows: list[dict], *, allow_unisolated_code:
         scores, samples = _last_word(lm, task, rows)
     elif isinstance(task, PasskeyTask):
         scores, samples = _passkey(lm, task, rows)
+    elif isinstance(task, MTBenchTask):
+        if judge is None:
+            raise SmollabError(NO_JUDGE)
+        scores, samples = _mt_bench(lm, task, rows, judge, out_dir)
     elif isinstance(task, CodeTask):
         scores, samples = _generative(lm, task, rows,
                                       partial(task.score, allow_unisolated_code=allow_unisolated_code))
@@ -116,6 +145,9 @@ def run_task(lm: SmolLM, task: Task, rows: list[dict], *, allow_unisolated_code:
     for name, values in scores.items():
         if name == "loglik":  # LAMBADA perplexity: exp of the mean negative log-likelihood per item
             metrics["perplexity"] = {"value": math.exp(-sum(values) / len(values)), "stderr": None}
+            continue
+        if not isinstance(values, list):  # a count (MT-Bench's unparseable judgements), not a mean over items
+            metrics[name] = {"value": values, "stderr": None}
             continue
         value, stderr = mean_stderr(values)
         metrics[name] = {"value": value, "stderr": stderr}
@@ -139,28 +171,43 @@ def code_isolation(tasks: Sequence[Task], allow_unisolated_code: bool) -> bool |
 
 
 def check_in_loop_tasks(eval_config) -> None:
-    """A training run's ``eval.tasks``: an unknown task, or generated code the sandbox cannot isolate, fails
-    before training starts (one line naming ``eval.tasks``), not at the first evaluation."""
+    """A training run's ``eval.tasks``: an unknown task, generated code the sandbox cannot isolate, or an mt_bench
+    judge whose API key is not set fails before training starts (one line naming the field), not at the first
+    evaluation."""
     if eval_config.tasks:
         try:
-            code_isolation(expand(eval_config.tasks), eval_config.allow_unisolated_code)
+            selected = expand(eval_config.tasks)
+            code_isolation(selected, eval_config.allow_unisolated_code)
         except SmollabError as err:
             raise SmollabError(f"eval.tasks: {err}") from None
+        judge = eval_config.judge
+        if judge and any(isinstance(t, MTBenchTask) for t in selected):
+            HttpClient(judge, "eval.judge")  # an unset API key fails here, not after the first checkpoint's answers
 
 
 def evaluate(lm: SmolLM, tasks: Sequence[str], *, limit: int | None = None, sample: int | None = None,
-             seed: int = 0, allow_unisolated_code: bool = False) -> tuple[dict, list[dict]]:
-    """Results (the JSON written by ``--out``) and all per-item samples, for task or group names."""
+             seed: int = 0, allow_unisolated_code: bool = False, judge: JudgeConfig | None = None,
+             out_dir: Path | None = None) -> tuple[dict, list[dict]]:
+    """Results (the JSON written by ``--out``) and all per-item samples, for task or group names.
+
+    ``judge`` grades mt_bench (default: ``$SMOLLAB_JUDGE_URL``, else mt_bench is skipped in one printed line and
+    named under ``skipped``); its judgements are cached in ``out_dir`` (default: the user cache)."""
     started = time.perf_counter()
     selected = expand(list(tasks))
     isolated = code_isolation(selected, allow_unisolated_code)
-    out_tasks, all_samples = {}, []
+    judge = configured_judge(judge) if any(isinstance(t, MTBenchTask) for t in selected) else None
+    out_tasks, all_samples, skipped = {}, [], {}
     for task in selected:
         if isinstance(task, PasskeyTask):
             task = task.fit(lm.max_length)
+        if isinstance(task, MTBenchTask) and judge is None:
+            table_console().print(NO_JUDGE, highlight=False, soft_wrap=True, markup=False)
+            skipped[task.name] = "no judge endpoint configured"
+            continue
         rows = select_rows(task, limit=limit, sample=sample, seed=seed)
         t0 = time.perf_counter()
-        metrics, samples = run_task(lm, task, rows, allow_unisolated_code=allow_unisolated_code)
+        metrics, samples = run_task(lm, task, rows, allow_unisolated_code=allow_unisolated_code, judge=judge,
+                                    out_dir=out_dir)
         out_tasks[task.name] = {
             "metrics": metrics, "items": len(rows), "rows": task.rows, "shots": task.shots,
             "seconds": round(time.perf_counter() - t0, 3), **_provenance(task)}
@@ -171,8 +218,10 @@ def evaluate(lm: SmolLM, tasks: Sequence[str], *, limit: int | None = None, samp
                   "dtype": str(next(lm.model.parameters()).dtype).removeprefix("torch.")},
         "config": {"harness": "smollab", "limit": limit, "sample": sample, "seed": seed,
                    "batch_size": lm.batch_size, "chat_template": lm.chat_template, "max_length": lm.max_length,
-                   "code_isolated": isolated},
+                   "code_isolated": isolated,
+                   "judge": {"base_url": judge.base_url, "model": judge.model} if judge else None},
         "tasks": out_tasks,
+        "skipped": skipped,
         "averages": _averages(out_tasks),
         "seconds": round(time.perf_counter() - started, 3),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -187,7 +236,10 @@ def _provenance(task: Task) -> dict:
         grid = {"generator": type(task).__module__, "lengths": list(task.lengths), "depths": list(task.depths),
                 "trials": task.trials, "seed": task.seed}
         return {"data": grid, "skipped_lengths": list(task.skipped_lengths)}
-    return {"data": {"file": task.path.name, "sha256": file_sha256(task.path), "hub": task.hub}}
+    data = {"file": task.path.name, "sha256": file_sha256(task.path), "hub": task.hub}
+    if isinstance(task, MTBenchTask):
+        data["judge_prompts"] = {"file": task.judge_prompts, "sha256": file_sha256(task.judge_prompts_path)}
+    return {"data": data}
 
 
 def _averages(tasks: dict) -> dict:
@@ -208,7 +260,8 @@ def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, 
     """Evaluate an in-memory model during training and append one line to ``out_path`` (evals.jsonl):
     the benchmark metrics of ``eval_config.tasks``, their standard errors (where a metric has one) and, with
     ``heldout`` views, the held-out loss per source (under ``heldout_autocast``: the training precision, which
-    is also what its loss was measured in).
+    is also what its loss was measured in). ``eval_config.judge`` grades mt_bench, its judgements cached next to
+    ``out_path``.
 
     The model's train/eval mode and the torch (CPU and CUDA), Python and NumPy RNG states are
     restored afterwards, so a run with in-loop evaluation has the same losses as one without."""
@@ -227,7 +280,8 @@ def run_in_loop(model: torch.nn.Module, tokenizer, eval_config, *, tokens: int, 
                         max_length=model.config.max_position_embeddings)
             with torch.no_grad():
                 results, _ = evaluate(lm, eval_config.tasks, limit=eval_config.limit,
-                                      allow_unisolated_code=eval_config.allow_unisolated_code)
+                                      allow_unisolated_code=eval_config.allow_unisolated_code,
+                                      judge=eval_config.judge, out_dir=Path(out_path).parent)
     finally:
         model.train(was_training)
         torch.set_rng_state(states[0])

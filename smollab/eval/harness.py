@@ -61,10 +61,15 @@ class SmolLM:
     # ---- prompts ---------------------------------------------------------------------------
     def format(self, context: str) -> str:
         """The context as the model sees it: wrapped as one user turn when ``chat_template`` is set."""
-        if not self.chat_template:
-            return context
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": context}], tokenize=False, add_generation_prompt=True)
+        return self.format_chat([{"role": "user", "content": context}]) if self.chat_template else context
+
+    def format_chat(self, messages: Sequence[dict[str, str]]) -> str:
+        """A conversation in the tokenizer's chat template, up to the opening of the assistant's next turn.
+        Multi-turn tasks (mt_bench) use it whether or not ``chat_template`` is set: a chat has no plain form."""
+        if not self.tokenizer.chat_template:
+            raise SmollabError(f"{self.name}: the tokenizer has no chat template, which --chat-template and mt_bench "
+                               "need; evaluate a chat model (e.g. a smollab sft export) or drop them.")
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

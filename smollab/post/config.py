@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from smollab.errors import SmollabError
 from smollab.post.conversations import ChatDataConfig
 from smollab.post.preferences import PreferenceDataConfig
-from smollab.recipe import Strict, apply_overrides, format_validation_error, read_tree
+from smollab.recipe import JudgeConfig, Strict, apply_overrides, format_validation_error, read_tree
 
 
 class PostModelConfig(Strict):
@@ -49,6 +49,8 @@ class PostEvalConfig(Strict):
     batch_size: int = Field(8, ge=1)
     allow_unisolated_code: bool = Field(False, description="run generated code (humaneval) where the sandbox cannot "
                                         "cut it off the network; refused by default")
+    judge: JudgeConfig | None = Field(None, description="server grading mt_bench; null: $SMOLLAB_JUDGE_URL if set, "
+                                      "else mt_bench is skipped")
 
     @field_validator("tasks")
     @classmethod

@@ -295,7 +295,8 @@ def write_run_files(recipe: PostRecipe, data: ChatData) -> None:
 
 # ---- callbacks: log.jsonl, evals.jsonl, progress ------------------------------------------------------
 
-def score_tasks(model, tokenizer: PreTrainedTokenizerBase, eval_config: PostEvalConfig, step: int, autocast) -> dict:
+def score_tasks(model, tokenizer: PreTrainedTokenizerBase, eval_config: PostEvalConfig, step: int, autocast,
+                out_dir: Path) -> dict:
     """``eval.tasks`` on the live model with the chat template: metrics, standard errors and items per task."""
     from smollab.eval.evaluate import evaluate
     from smollab.eval.harness import SmolLM
@@ -307,7 +308,8 @@ def score_tasks(model, tokenizer: PreTrainedTokenizerBase, eval_config: PostEval
                     max_length=model.config.max_position_embeddings)
         with torch.no_grad(), autocast:
             results, _ = evaluate(lm, eval_config.tasks, limit=eval_config.limit,
-                                  allow_unisolated_code=eval_config.allow_unisolated_code)
+                                  allow_unisolated_code=eval_config.allow_unisolated_code, judge=eval_config.judge,
+                                  out_dir=out_dir)
     finally:
         model.train(was_training)
     tasks = results["tasks"]
@@ -356,7 +358,8 @@ class RunLog(TrainerCallback):
         if self.eval_config.tasks:
             from smollab.eval.evaluate import headline
 
-            line |= score_tasks(model, self.tokenizer, self.eval_config, state.global_step, self.autocast)
+            line |= score_tasks(model, self.tokenizer, self.eval_config, state.global_step, self.autocast,
+                                self.log_path.parent)
             shown |= {name: m[headline(m)] for name, m in line["metrics"].items()}
         line["seconds"] = metrics.get("eval_runtime", 0.0) + time.perf_counter() - started
         with self.evals_path.open("a") as f:

@@ -12,7 +12,7 @@ from smollab.eval.tasks import hellaswag, mmlu_pro, winogrande
 EXPECTED_ROWS = {
     "hellaswag": 10042, "arc_easy": 2376, "arc_challenge": 1172, "piqa": 1838, "commonsense_qa": 1221,
     "openbookqa": 500, "winogrande": 1267, "siqa": 1954, "boolq": 3270, "mmlu_pro": 12032, "gsm8k": 1319,
-    "math": 5000, "humaneval": 164, "triviaqa": 3000, "ifeval": 541, "lambada": 5153,
+    "math": 5000, "humaneval": 164, "triviaqa": 3000, "ifeval": 541, "mt_bench": 80, "lambada": 5153,
 }
 
 

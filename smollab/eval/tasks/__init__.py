@@ -2,26 +2,28 @@
 
 Tasks are plain module-level objects collected here by name; a group is a list of names, so
 ``--tasks smollm2-base`` expands exactly as SmolLM2's lighteval task files do (minus what is not
-vendored: MMLU cloze, Natural Questions, BBH; see docs/evaluation.md). ``passkey`` is the one
-generated task (long-context retrieval); it is in no group.
+vendored: MMLU cloze, Natural Questions, BBH; see docs/evaluation.md); ``instruct`` is the chat-model pair
+IFEval + MT-Bench (judged by an LLM server; skipped without one). ``passkey`` is the one generated task
+(long-context retrieval); it is in no group.
 """
 
 from collections.abc import Iterator
 
 from smollab.errors import SmollabError
 from smollab.eval.tasks import (arc, boolq, commonsense_qa, gsm8k, hellaswag, humaneval, ifeval, lambada, math,
-                                mmlu_pro, openbookqa, passkey, piqa, siqa, triviaqa, winogrande)
+                                mmlu_pro, mt_bench, openbookqa, passkey, piqa, siqa, triviaqa, winogrande)
 from smollab.eval.tasks.base import Task
 
 TASKS: dict[str, Task] = {t.name: t for t in (
     hellaswag.TASK, arc.ARC_EASY, arc.ARC_CHALLENGE, piqa.TASK, commonsense_qa.TASK, openbookqa.TASK,
     winogrande.TASK, siqa.TASK, boolq.TASK, mmlu_pro.TASK, gsm8k.TASK, math.TASK, humaneval.TASK,
-    triviaqa.TASK, ifeval.TASK, lambada.TASK, passkey.TASK)}
+    triviaqa.TASK, ifeval.TASK, lambada.TASK, passkey.TASK, mt_bench.TASK)}
 
 GROUPS: dict[str, list[str]] = {
     "smollm2-base": ["hellaswag", "arc_easy", "arc_challenge", "piqa", "mmlu_pro", "commonsense_qa", "triviaqa",
                      "winogrande", "openbookqa", "gsm8k"],
     "smollm2-instruct": ["ifeval", "hellaswag", "arc_easy", "arc_challenge", "piqa", "mmlu_pro", "gsm8k"],
+    "instruct": ["ifeval", "mt_bench"],
 }
 
 

@@ -90,6 +90,7 @@ class Task:
     shots: int = 0
     text: Callable[[dict], tuple[str, str]] | None = None  # decontamination text when the prompt hides it
     source_file: Path | None = None  # overrides EVAL_ASSETS / file (tests, user copies)
+    percent: bool = True  # metrics are fractions, shown ×100 in tables (not MT-Bench's 1–10 ratings)
 
     @property
     def path(self) -> Path:
