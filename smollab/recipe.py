@@ -208,6 +208,9 @@ class TrainConfig(Strict):
     seed: int = 8
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     compile: bool = False
+    activation_checkpointing: bool = Field(False, description="recompute each decoder block's activations in "
+                                           "backward: about a third more compute for a fraction of the activation "
+                                           "memory, so larger micro-batches fit")
     deterministic: Literal["auto", True, False] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     log_every: int = Field(1, ge=1)

@@ -10,7 +10,6 @@ a checkpoint is published, so a crash during it never costs training state.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import shutil
@@ -43,12 +42,12 @@ from smollab.train.parallel import (
     Runtime,
     all_reduce_sum,
     barrier,
-    compile_model,
+    bf16_autocast,
     flops_per_token,
     init_runtime,
+    parallelize,
     peak_flops,
     resolve_precision,
-    shard,
     use_deterministic_kernels,
 )
 from smollab.train.profile import StepProfiler
@@ -247,9 +246,9 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
     base_positions = config.max_position_embeddings  # before any stage grows the model's (see use_stage_context)
     model = build_model(recipe, config).to(runtime.device)
     model.train()
-    objective = shard(CausalLMLoss(model), runtime)
-    if recipe.train.compile:
-        compile_model(objective, runtime)
+    precision = resolve_precision(recipe.train.precision, runtime.device)
+    objective = parallelize(CausalLMLoss(model), runtime, precision,
+                            activation_checkpointing=recipe.train.activation_checkpointing, compiled=recipe.train.compile)
     optimizer = make_optimizer(model, recipe, runtime)
 
     start_step = 0
@@ -273,9 +272,7 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
 
     schedule = WSD(recipe.schedule, recipe.optim.lr, sampler.total_steps)
     log = RunLog(out_dir, runtime, start_step)
-    precision = resolve_precision(recipe.train.precision, runtime.device)
-    autocast = (torch.autocast(runtime.device.type, dtype=torch.bfloat16) if precision == torch.bfloat16
-                else contextlib.nullcontext())
+    autocast = bf16_autocast(precision, runtime)
     precision_name = str(precision).removeprefix("torch.")
     peak = peak_flops(runtime.device, precision) * runtime.world
     n_params = count_parameters(config)
@@ -355,6 +352,24 @@ def _report(line: str | None, runtime: Runtime) -> None:
         console.print(line, soft_wrap=True, highlight=False)
 
 
+def to_device(tokens: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A micro-batch of token windows on ``device``; to a GPU from pinned memory, so the copy is
+    queued behind the running kernels instead of waiting for them."""
+    batch = torch.from_numpy(tokens)
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(device, non_blocking=True)
+
+
+def forward_backward(objective: CausalLMLoss, batch: torch.Tensor, scale: float, autocast) -> torch.Tensor:
+    """One micro-batch of ``seq_len + 1``-token windows: forward with the fused loss, then backward of
+    ``scale × Σ token losses``; returns the per-token losses, left on the device (no host sync)."""
+    with autocast:
+        scaled_loss, token_loss = objective(batch[:, :-1], batch[:, 1:], scale=scale)
+    scaled_loss.backward()
+    return token_loss
+
+
 def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, stage: StagePlan, recipe: Recipe, runtime: Runtime,
                 autocast) -> dict:
     """Forward/backward over this rank's micro-batches of the step; returns global loss statistics."""
@@ -371,14 +386,11 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
     for a in range(accum):
         mine = samples[a * per_pass + runtime.rank * micro: a * per_pass + (runtime.rank + 1) * micro]
         arrays = [sampler.tokens(s) for s in mine]
-        batch = torch.from_numpy(np.stack(arrays)).to(runtime.device, non_blocking=True)
-        inputs, labels = batch[:, :-1], batch[:, 1:]
         if runtime.distributed:
             objective.set_requires_gradient_sync(a == accum - 1)
-        with autocast:
-            # Each rank's share of the global mean; FSDP averages gradients over ranks, hence × world.
-            scaled_loss, token_loss = objective(inputs, labels, scale=runtime.world / step_tokens)
-        scaled_loss.backward()
+        # Each rank's share of the global mean; FSDP averages gradients over ranks, hence × world.
+        token_loss = forward_backward(objective, to_device(np.stack(arrays), runtime.device),
+                                      runtime.world / step_tokens, autocast)
         sample_losses.append(token_loss.view(len(mine), -1).sum(dim=1))  # stays on the device: no sync
         mine_all += mine
         totals[-1] += sum(zlib.crc32(array.tobytes()) for array in arrays)

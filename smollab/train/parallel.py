@@ -1,15 +1,18 @@
-"""How the model is placed on hardware: process group, FSDP2, compile, and the FLOP ceiling for MFU.
+"""How the model is placed on hardware: process group, precision, FSDP2, checkpointing, compile, MFU.
 
 The model stays a stock ``LlamaForCausalLM``; everything about parallelism is applied here from the
-outside (torchtitan's split). Under ``torchrun`` each decoder block is ``fully_shard``-ed, then the
-root (which owns the tied embedding / LM head), with NCCL on GPUs and gloo on CPUs; a single process
-runs the same loop without a process group. MFU divides by a per-device peak: a table of dense bf16
-figures for datacenter GPUs, and on CPU a matmul ceiling measured once per machine and cached —
-never a hard-coded number that silently turns wrong on other hardware.
+outside (torchtitan's split), in one order (``parallelize``): activation checkpointing wraps each
+decoder block, FSDP2 shards each block and then the root (which owns the tied embedding / LM head),
+compile comes last. bf16 has one mechanism per setting: a single process autocasts op by op over its
+fp32 weights; under ``torchrun`` FSDP2's ``MixedPrecisionPolicy`` gathers bf16 parameters for compute,
+reduces gradients in fp32 and steps fp32 master shards, so no autocast runs on top. MFU divides by a
+per-device peak: dense bf16 datasheet figures for datacenter GPUs, and on CPU a matmul ceiling
+measured once per machine and cached — never a hard-coded number that silently turns wrong elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -24,8 +27,10 @@ import torch.distributed as dist
 from smollab.devices import resolve_device
 from smollab.paths import cache_dir
 
-# Dense bf16 tensor-core peaks (FLOP/s), from the vendors' datasheets (SXM parts).
-GPU_PEAK_BF16 = {"H200": 989.4e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362.05e12, "A10G": 125e12}
+# Dense bf16 tensor-core peaks (FLOP/s), from the vendors' datasheets (SXM parts unless named); the first
+# key found in the device name wins, so the PCIe H100 comes before the SXM one.
+GPU_PEAK_BF16 = {"H200": 989.4e12, "H100 PCIe": 756.5e12, "H100": 989.4e12, "A100": 312e12, "L40S": 362.05e12,
+                 "A10G": 125e12}
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,10 @@ def init_runtime(device: str = "auto") -> Runtime:
     if use_cuda:
         torch.cuda.set_device(local_rank)
     if world > 1 and not dist.is_initialized():
-        # generous timeout: other ranks wait at a barrier while rank 0 runs in-loop evaluation
-        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=timedelta(hours=2))
+        # generous timeout: other ranks wait at a barrier while rank 0 runs in-loop evaluation. On GPUs
+        # gloo serves the CPU tensors (the per-step loss totals, DCP's metadata): NCCL takes CUDA tensors only.
+        backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(hours=2))
     return Runtime(rank, world, torch.device("cuda", local_rank) if use_cuda else torch.device("cpu"))
 
 
@@ -96,25 +103,73 @@ def use_deterministic_kernels(requested: str | bool, device: torch.device) -> No
     embedding gradient with atomic adds whose order varies, so two identical runs drift apart in
     the last bits from the second step and a resumed run cannot retrace the original. In
     deterministic mode Inductor falls back to the sorted ``index_put`` for that op, at no measurable
-    cost on CPU (bench/RESULTS.md), so ``auto`` turns it on for CPUs. On GPUs ``auto`` leaves it
-    off: deterministic cuBLAS workspaces and attention backward cost speed there. Ops without a
-    deterministic kernel warn instead of stopping a long run.
+    cost on CPU (bench/RESULTS.md), so ``auto`` turns it on for CPUs, where ops without a deterministic
+    kernel warn instead of stopping a long run. On GPUs ``auto`` leaves it off, because it costs
+    speed there; ``true`` is strict on a GPU: SDPA's flash and memory-efficient backward kernels
+    (atomic adds into dQ) switch to their deterministic variants only when torch is told not to
+    merely warn, cuBLAS gets a fixed workspace (``CUBLAS_WORKSPACE_CONFIG``, read when cuBLAS starts),
+    and Inductor skips kernel choices made by on-device timing, which can differ between runs. An op
+    with no deterministic CUDA kernel then stops the run at its first use, naming the op.
     """
     enabled = requested is True or (requested == "auto" and device.type == "cpu")
-    if enabled and device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    strict = enabled and device.type == "cuda"
+    if strict:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        import torch._inductor.config as inductor_config
+
+        inductor_config.deterministic = True
+    torch.use_deterministic_algorithms(enabled, warn_only=not strict)
 
 
-def shard(objective: torch.nn.Module, runtime: Runtime) -> torch.nn.Module:
-    """FSDP2: one unit per decoder block, then the root (model + loss). A no-op for a single process."""
+def bf16_autocast(precision: torch.dtype, runtime: Runtime):
+    """The context a micro-batch's forward runs in: bf16 autocast for a single process, else nothing.
+
+    Under FSDP2 the ``MixedPrecisionPolicy`` (``mixed_precision``) already computes in bf16 from
+    bf16-gathered parameters; autocast on top would only re-dispatch every op. The fused loss keeps
+    its softmax in fp32 either way (``loss.py``).
+    """
+    if precision == torch.bfloat16 and not runtime.distributed:
+        return torch.autocast(runtime.device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def mixed_precision(precision: torch.dtype):
+    """FSDP2's policy for a compute dtype: bf16 parameters for compute (half the all-gather bytes),
+    fp32 gradient reduction, fp32 master shards (what the optimizer steps); fp32 is FSDP's default,
+    which computes in the parameters' own dtype."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if precision == torch.bfloat16:
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy()
+
+
+def checkpoint_blocks(objective: torch.nn.Module) -> None:
+    """Activation checkpointing: each decoder block keeps only its input for backward and recomputes
+    the rest there (about one more forward of compute for a block's activations in memory).
+
+    PyTorch's non-reentrant ``checkpoint_wrapper`` replaces each block in place; its parameter names
+    drop the wrapper's prefix, so checkpoints and exports read the same with and without it. The
+    recompute replays the forward's RNG state, and SmolLM2's blocks draw none (no dropout).
+    """
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import CheckpointImpl, checkpoint_wrapper
+
+    layers = objective.lm.model.layers
+    for i, block in enumerate(layers):
+        layers[i] = checkpoint_wrapper(block, checkpoint_impl=CheckpointImpl.NO_REENTRANT)
+
+
+def shard(objective: torch.nn.Module, runtime: Runtime, precision: torch.dtype) -> torch.nn.Module:
+    """FSDP2: one unit per decoder block, then the root (model + loss), each with the precision's
+    policy (``mixed_precision``). A no-op for a single process."""
     if not runtime.distributed:
         return objective
     from torch.distributed.fsdp import fully_shard
 
+    policy = mixed_precision(precision)
     for block in objective.lm.model.layers:
-        fully_shard(block)
-    fully_shard(objective)
+        fully_shard(block, mp_policy=policy)
+    fully_shard(objective, mp_policy=policy)
     return objective
 
 
@@ -131,6 +186,18 @@ def compile_model(objective: torch.nn.Module, runtime: Runtime) -> None:
         return
     for block in objective.lm.model.layers:
         block.compile()
+
+
+def parallelize(objective: torch.nn.Module, runtime: Runtime, precision: torch.dtype, *,
+                activation_checkpointing: bool, compiled: bool) -> torch.nn.Module:
+    """Checkpointing, then FSDP2, then compile: the FSDP hooks sit outside each checkpointed block
+    (its recompute finds the parameters gathered), and compile sees the finished modules."""
+    if activation_checkpointing:
+        checkpoint_blocks(objective)
+    objective = shard(objective, runtime, precision)
+    if compiled:
+        compile_model(objective, runtime)
+    return objective
 
 
 def all_reduce_sum(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
