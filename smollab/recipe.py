@@ -19,6 +19,7 @@ from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from smollab.curate.config import CurateConfig
 from smollab.errors import SmollabError
+from smollab.executors import ExecutorConfig
 from smollab.llm import HttpConfig
 from smollab.mix.config import RebalanceConfig, RulesPolicy, check_rebalance
 from smollab.schema import Strict
@@ -105,10 +106,20 @@ class SourceConfig(Strict):
         return self
 
 
+class TokenizeExecutorConfig(ExecutorConfig):
+    """Curation's executor block, for ``smollab tokenize``: by default one task per input file, on every core."""
+
+    tasks: int | None = Field(None, ge=1, description="tasks per source (default: one per input file; "
+                              "a source with `limit` is one task, a hub source one unless set)")
+    workers: int | None = Field(None, ge=1, description="local and ray: tasks run at once "
+                                "(`--workers` wins; neither given, `smollab tokenize` uses every CPU core)")
+
+
 class DataConfig(Strict):
     sources: dict[str, SourceConfig]
     eos: str = Field("<|endoftext|>", description="token written between documents")
     shards_dir: str | None = Field(None, description="default: <out>/shards")
+    executor: TokenizeExecutorConfig = Field(TokenizeExecutorConfig(), description="where `smollab tokenize` runs its tasks")
 
 
 class StageConfig(Strict):

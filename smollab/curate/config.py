@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from smollab.executors import ExecutorConfig
 from smollab.llm import HttpConfig
 from smollab.schema import Strict
 
@@ -148,30 +149,6 @@ class ScoreConfig(Strict):
     def keep_fraction(self, int_score: int) -> float:
         """The share of documents scoring ``int_score`` that are kept."""
         return self.keep.get(int_score, 1.0 if int_score >= self.threshold else 0.0)
-
-
-class SlurmConfig(Strict):
-    partition: str = "cpu"
-    time: str = "24:00:00"
-    cpus_per_task: int = 1
-    mem_per_cpu_gb: int = 2
-    venv_path: str | None = Field(None, description="activate this venv in the job script")
-    sbatch_args: dict[str, str] = {}
-
-
-class RayConfig(Strict):
-    cpus_per_task: int = 1
-    mem_per_cpu_gb: float = 2
-
-
-class ExecutorConfig(Strict):
-    """Where the datatrove stages run; never change ``tasks`` between a run and its resume."""
-
-    kind: Literal["local", "slurm", "ray"] = "local"
-    tasks: int = Field(2, ge=1, description="shards of the read/filter/score stages")
-    workers: int = Field(2, ge=1, description="local: tasks run at once (1 = in this process)")
-    slurm: SlurmConfig = SlurmConfig()
-    ray: RayConfig = RayConfig()
 
 
 class CurateConfig(Strict):

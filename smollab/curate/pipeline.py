@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datatrove.data import DocumentsPipeline
-from datatrove.executor import LocalPipelineExecutor, RayPipelineExecutor, SlurmPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.readers import JsonlReader
@@ -30,13 +29,14 @@ from datatrove.pipeline.writers import JsonlWriter
 from smollab.curate import dedup
 from smollab.curate.annotate import Annotate
 from smollab.curate.classifier import train_classifier
-from smollab.curate.config import CurateConfig, ExecutorConfig, ScoreConfig
+from smollab.curate.config import CurateConfig, ScoreConfig
 from smollab.curate.decontam import Decontaminate
 from smollab.curate.filters import FunnelCount, heuristic_blocks, token_counter
 from smollab.curate.read import read_blocks
 from smollab.curate.rubrics import RUBRICS
 from smollab.curate.score import KeepByScore, ScoreDocuments
 from smollab.errors import SmollabError
+from smollab.executors import ExecutorConfig, executor_for, tasks_done
 
 
 @dataclass
@@ -140,26 +140,12 @@ def build_stages(cfg: CurateConfig, out: Path) -> list[Stage]:
 
 
 def make_executor(cfg: ExecutorConfig, stage: Stage, logging_dir: Path, depends: PipelineExecutor | None, job_name: str) -> PipelineExecutor:
-    """The datatrove executor for one stage; Slurm and Ray ones chain on ``depends``."""
-    pipeline = stage.blocks()
-    if cfg.kind == "local":
-        return LocalPipelineExecutor(pipeline, tasks=stage.tasks, workers=min(cfg.workers, stage.tasks), logging_dir=str(logging_dir))
-    if cfg.kind == "slurm":
-        s = cfg.slurm
-        return SlurmPipelineExecutor(
-            pipeline, tasks=stage.tasks, time=s.time, partition=s.partition, cpus_per_task=s.cpus_per_task,
-            mem_per_cpu_gb=s.mem_per_cpu_gb, job_name=f"{job_name}-{stage.name}", venv_path=s.venv_path,
-            sbatch_args=dict(s.sbatch_args), logging_dir=str(logging_dir), depends=depends,
-        )
-    return RayPipelineExecutor(
-        pipeline, tasks=stage.tasks, workers=cfg.workers, logging_dir=str(logging_dir), depends=depends,
-        cpus_per_task=cfg.ray.cpus_per_task, mem_per_cpu_gb=cfg.ray.mem_per_cpu_gb,
-    )
+    """The datatrove executor for one stage, its job named ``<job_name>-<stage>``; Slurm and Ray ones chain on ``depends``."""
+    return executor_for(cfg, stage.blocks(), stage.tasks, logging_dir, f"{job_name}-{stage.name}", depends)
 
 
 def is_complete(out: Path, stage: Stage) -> bool:
-    done = out / "logs" / stage.name / "completions"
-    return done.is_dir() and len(list(done.iterdir())) >= stage.tasks
+    return tasks_done(out / "logs" / stage.name, stage.tasks)
 
 
 def all_complete(cfg: CurateConfig, out: Path) -> bool:

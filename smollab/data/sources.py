@@ -150,8 +150,17 @@ class BadRecordAccounting:
             json.dump(report, f, indent=1)
 
 
+def task_share(items: list, rank: int, world_size: int) -> list:
+    """Task ``rank``'s contiguous block of ``items``; the blocks in rank order are ``items`` again, sizes differing by at most one."""
+    return items[rank * len(items) // world_size : (rank + 1) * len(items) // world_size]
+
+
 class FilesReader(BadRecordAccounting, BaseDiskReader):
-    """Local .jsonl / .jsonl.gz / .parquet files; task ``rank`` reads files ``rank::world_size``."""
+    """Local .jsonl / .jsonl.gz / .parquet files; task ``rank`` reads its ``task_share`` of the sorted files.
+
+    Contiguous blocks, not datatrove's stride: the shards in rank order then hold the documents in
+    input order, so the token stream is the same for any task count.
+    """
 
     name = "📄 smollab files"
 
@@ -216,7 +225,7 @@ class FilesReader(BadRecordAccounting, BaseDiskReader):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
-        for document in self.read_files_shard(self.paths[rank::world_size]):
+        for document in self.read_files_shard(task_share(self.paths, rank, world_size)):
             self.update_doc_stats(document)
             yield document
         self.write_bad_records(rank)

@@ -1,20 +1,25 @@
 """Documents → token shards: one datatrove pipeline per recipe source, resumable and fingerprinted.
 
-Each source runs ``reader → DocumentTokenizer`` under ``LocalPipelineExecutor`` into
-``<shards_dir>/<source>/`` (``.ds`` + ``.ds.index``, nanotron's format), with the recipe's EOS after
-every document and no shuffling: a task per input file, so the shards are a pure function of
-(inputs, tokenizer) whatever ``--workers`` is, and the mixture sampler owns all randomness. Datatrove's
-completion markers (``logs/completions``) make a re-run skip finished tasks. Because skipping trusts
-the markers, ``fingerprint.json`` records the tokenizer's sha256, the EOS, the source's settings and
-its inputs (file names and sizes), and a re-run keeps only markers that the fingerprint vouches for:
+Each source runs ``reader → DocumentTokenizer`` on the executor of ``data.executor`` (local by default,
+Slurm or Ray as for curation) into ``<shards_dir>/<source>/`` (``.ds`` + ``.ds.index``, nanotron's
+format), with the recipe's EOS after every document and no shuffling. Task ``r`` writes
+``<r:05d>_unshuffled.ds``; the sampler reads a source's shards in rank order. Local files are split
+into contiguous blocks of whole files (one task per file by default), so the token stream is the same
+for any task count and any ``--workers``; a hub source is split by datatrove (by file, else by row,
+strided), so its documents are the same set for any task count and its order is fixed for a given
+one. The mixture sampler owns all randomness. Datatrove's completion markers (``logs/completions``)
+make a re-run skip finished tasks. Because skipping trusts the markers, ``fingerprint.json`` records
+the tokenizer's sha256, the EOS, the source's settings, its task count and its inputs (file names and
+sizes), and a re-run keeps only markers that the fingerprint vouches for:
 another tokenizer, EOS or source settings stop the run instead of mixing two tokenizations (unless
 the directory holds no tokens yet, e.g. after a failed first attempt, which simply starts over); a
-changed input file redoes the tasks that read it (a different file list redoes the source), and a
+changed input file redoes the tasks that read it (a different file list or task count redoes the source), and a
 task whose shard fails its size checks (``shards.check_shard``) is redone, so fixing a file or
 deleting a damaged shard and re-running repairs exactly that part. Sizes, not content hashes, detect
 a changed file: hashing terabytes per run is too slow, and an edit that keeps the size goes unseen.
-Trade-off: a source capped by ``limit`` (or streamed from the hub) is one task, so it tokenizes on one
-core. A source that yields no document is an error once every source is tokenized (training would
+Trade-off: a source capped by ``limit``, a single input file, or (unless ``tasks`` is set) a hub source is
+one task, so it tokenizes on one core: a ``.jsonl.gz`` cannot be split without reading it from the start.
+On Slurm the jobs are submitted and the summaries wait for a re-run once they finish. A source that yields no document is an error once every source is tokenized (training would
 refuse it anyway), worded by its cause: a missing text field, an ids-only hub release, a filter.
 """
 
@@ -29,6 +34,7 @@ from typing import Annotated
 
 import typer
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.executor.base import PipelineExecutor
 from datatrove.io import get_datafolder
 from datatrove.pipeline.tokens import DocumentTokenizer
 from datatrove.pipeline.tokens.tokenizer import get_output_filename
@@ -40,9 +46,10 @@ from rich.table import Table
 from smollab.console import table_console
 from smollab.data.length_filter import MinTokensFilter
 from smollab.data.shards import TokenStream, check_shard
-from smollab.data.sources import HubReader, reader_for, source_files
+from smollab.data.sources import HubReader, reader_for, source_files, task_share
 from smollab.errors import SmollabError
-from smollab.recipe import Recipe, SourceConfig, load_recipe
+from smollab.executors import ExecutorConfig, executor_for, tasks_done
+from smollab.recipe import Recipe, SourceConfig, TokenizeExecutorConfig, load_recipe
 from smollab.tokenizer import RecipeTokenizer, file_sha256, tokenizer_for_recipe
 
 
@@ -65,7 +72,17 @@ class _FileLoggedExecutor(LocalPipelineExecutor):
         return super()._run_for_rank(rank, local_rank + 1, node_rank)
 
 
-def _fingerprint(name: str, config: SourceConfig, tok: RecipeTokenizer, eos: str) -> dict:
+def _task_count(name: str, config: SourceConfig, executor: TokenizeExecutorConfig) -> int:
+    """How many tasks tokenize a source (see the module docstring)."""
+    if config.limit is not None:
+        return 1  # datatrove's limit caps each task; one task keeps it a cap on the source
+    if config.hf:
+        return executor.tasks or 1
+    files = len(source_files(name, config))
+    return min(executor.tasks or files, files)
+
+
+def _fingerprint(name: str, config: SourceConfig, tok: RecipeTokenizer, eos: str, tasks: int) -> dict:
     inputs = (
         [{"hf": config.hf, "config": config.hf_config, "split": config.split}]
         if config.hf
@@ -77,6 +94,7 @@ def _fingerprint(name: str, config: SourceConfig, tok: RecipeTokenizer, eos: str
         "eos": eos,
         "source": config.model_dump(exclude={"max_epochs"}),
         "inputs": inputs,
+        "tasks": tasks,
     }
 
 
@@ -121,23 +139,26 @@ def _completion(out: Path, rank: int) -> Path:
     return out / "logs" / "completions" / f"{rank:05d}"
 
 
-def _keep_vouched_tasks(name: str, out: Path, fingerprint: dict, tasks: int) -> None:
+def _keep_vouched_tasks(name: str, out: Path, fingerprint: dict) -> None:
     """Drop the completion markers the new fingerprint does not vouch for, then record it (see the module docstring)."""
     path = out / "fingerprint.json"
+    tasks = fingerprint["tasks"]
     if path.exists():
         before = json.loads(path.read_text())
         same_settings = (
             before["tokenizer_sha256"] == fingerprint["tokenizer_sha256"] and not _changed_settings(name, before, fingerprint)
         )
         old, new = before["inputs"], fingerprint["inputs"]
-        # Other settings reach here only with no tokens written (_refuse_mixing); another file list
-        # shifts which task reads which file, so every task's inputs changed.
-        if not same_settings or [i.get("file") for i in old] != [i.get("file") for i in new]:
+        # Other settings reach here only with no tokens written (_refuse_mixing); another file list or
+        # task count shifts which task reads which file, so every task's inputs changed. A fingerprint
+        # older than the `tasks` entry was written with today's default count.
+        if not same_settings or [i.get("file") for i in old] != [i.get("file") for i in new] or before.get("tasks", tasks) != tasks:
             shutil.rmtree(out)
         else:
-            for i, (was, now) in enumerate(zip(old, new)):
-                if was != now:
-                    _completion(out, i % tasks).unlink(missing_ok=True)
+            changed = [was != now for was, now in zip(old, new)]
+            for rank in range(tasks):
+                if any(task_share(changed, rank, tasks)):
+                    _completion(out, rank).unlink(missing_ok=True)
     for marker in sorted((out / "logs" / "completions").glob("*")):
         shard = out / get_output_filename(None, int(marker.name), "unshuffled")
         try:
@@ -148,11 +169,33 @@ def _keep_vouched_tasks(name: str, out: Path, fingerprint: dict, tasks: int) -> 
     path.write_text(json.dumps(fingerprint, indent=1))
 
 
-def _tokenize_source(name: str, config: SourceConfig, out: Path, tok: RecipeTokenizer, eos: str, workers: int) -> dict:
-    """Tokenize one source into ``out`` (skipping finished tasks) and write its ``summary.json``."""
+def _tokenize_source(
+    name: str, config: SourceConfig, out: Path, tok: RecipeTokenizer, eos: str, executor: ExecutorConfig, job_name: str,
+) -> dict | None:
+    """Tokenize one source into ``out`` (skipping finished tasks) and write its ``summary.json``.
+
+    ``None`` when Slurm tasks were submitted and have not all finished yet.
+    """
     logs = out / "logs"
-    tasks = 1 if config.hf or config.limit is not None else len(source_files(name, config))
-    _keep_vouched_tasks(name, out, _fingerprint(name, config, tok, eos), tasks)
+    tasks = _task_count(name, config, executor)
+    _keep_vouched_tasks(name, out, _fingerprint(name, config, tok, eos, tasks))
+    if not tasks_done(logs, tasks):
+        _executor(name, config, out, tok, eos, executor, tasks, job_name).run()
+    if not tasks_done(logs, tasks):
+        if executor.kind == "slurm":
+            return None
+        raise SmollabError(
+            f"data.sources.{name}: {tasks - len(list((logs / 'completions').glob('*')))} of {tasks} tokenize tasks did not finish; "
+            f"see {logs / 'logs'} and run the same command again to redo them"
+        )
+    return _write_source_summary(name, out, tok, eos, tasks)
+
+
+def _executor(
+    name: str, config: SourceConfig, out: Path, tok: RecipeTokenizer, eos: str, executor: ExecutorConfig, tasks: int, job_name: str,
+) -> PipelineExecutor:
+    """The datatrove executor of one source's ``reader → [min_doc_tokens] → DocumentTokenizer`` pipeline."""
+    logs = out / "logs"
     reader = reader_for(name, config, report_folder=str(logs))
     if isinstance(reader, HubReader) and not _completion(out, 0).exists():
         reader.check_reachable()
@@ -168,8 +211,7 @@ def _tokenize_source(name: str, config: SourceConfig, out: Path, tok: RecipeToke
             batch_size=1000,
         ),
     ]
-    _FileLoggedExecutor(pipeline, tasks=tasks, workers=max(1, min(workers, tasks)), logging_dir=str(logs)).run()
-    return _write_source_summary(name, out, tok, eos, tasks)
+    return executor_for(executor, pipeline, tasks, logs, job_name, local=_FileLoggedExecutor)
 
 
 def _write_source_summary(name: str, out: Path, tok: RecipeTokenizer, eos: str, tasks: int) -> dict:
@@ -203,16 +245,23 @@ def _write_source_summary(name: str, out: Path, tok: RecipeTokenizer, eos: str, 
     return summary
 
 
-def tokenize_recipe(recipe: Recipe, workers: int = 1, console: Console | None = None) -> dict:
-    """Tokenize every source of the recipe into ``recipe.shards_dir``; returns (and writes) the overall summary."""
+def tokenize_recipe(recipe: Recipe, workers: int | None = None, console: Console | None = None) -> dict:
+    """Tokenize every source of the recipe into ``recipe.shards_dir``; returns (and writes) the overall summary.
+
+    ``workers`` (tasks run at once) overrides ``data.executor.workers``; both unset, tasks run one at a
+    time in this process (the CLI's default is every core instead).
+    When Slurm tasks are still to finish, returns ``{"shards_dir", "pending": [sources]}`` and writes no summary.
+    """
     recipe.check_out_dir()
     tok = tokenizer_for_recipe(recipe)
     eos = recipe.data.eos
     if eos not in tok.tokenizer.get_vocab():
         raise SmollabError(f"data.eos: '{eos}' is not a token of tokenizer {tok.name}; use one of {', '.join(tok.tokenizer.all_special_tokens)}")
     shards_dir = recipe.shards_dir
+    executor = recipe.data.executor
+    executor = executor.model_copy(update={"workers": workers or executor.workers or 1})
     for name, config in recipe.data.sources.items():  # fail before any work, not after the first sources
-        _refuse_mixing(shards_dir / name, name, _fingerprint(name, config, tok, eos))
+        _refuse_mixing(shards_dir / name, name, _fingerprint(name, config, tok, eos, _task_count(name, config, executor)))
     sources = {}
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -221,8 +270,14 @@ def tokenize_recipe(recipe: Recipe, workers: int = 1, console: Console | None = 
         bar = progress.add_task("tokenizing", total=len(recipe.data.sources))
         for name, config in recipe.data.sources.items():
             progress.update(bar, description=f"tokenizing [bold]{name}[/]")
-            sources[name] = _tokenize_source(name, config, shards_dir / name, tok, eos, workers)
+            job_name = f"{recipe.name}-tokenize-{name}"
+            sources[name] = _tokenize_source(name, config, shards_dir / name, tok, eos, executor, job_name)
             progress.advance(bar)
+    if pending := [name for name, summary in sources.items() if summary is None]:
+        if console is not None:
+            console.print(f"tokenize tasks submitted to slurm for {', '.join(pending)}; "
+                          "run the same command again once they finish to write the summaries")
+        return {"shards_dir": str(shards_dir), "pending": pending}
     total_bad: Counter[str] = Counter()
     for summary in sources.values():
         total_bad.update(summary["bad_records"])
@@ -295,7 +350,9 @@ def summary_table(overall: dict) -> Table:
 def tokenize(
     recipe: Annotated[Path, typer.Argument(help="recipe YAML")],
     overrides: Annotated[list[str] | None, typer.Argument(help="dotted overrides, e.g. data.shards_dir=/tmp/shards")] = None,
-    workers: Annotated[int, typer.Option(help="tasks run in parallel; the shards do not depend on it (worker processes take ~10 s to start)")] = os.cpu_count() or 1,
+    workers: Annotated[int | None, typer.Option(
+        help="tasks run in parallel (default: data.executor.workers, else every core); the shards do not depend on it "
+             "(worker processes take ~10 s to start)")] = None,
     out: Annotated[str | None, typer.Option(
         help="run directory, as for `smollab train --out`: shards go to <out>/shards unless data.shards_dir is set")] = None,
 ) -> None:
@@ -307,5 +364,6 @@ def tokenize(
     """
     console = table_console(stderr=True)
     loaded = load_recipe(recipe, (overrides or []) + ([f"out={out}"] if out else []))
-    overall = tokenize_recipe(loaded, workers=workers, console=console)
-    console.print(f"summary: {Path(overall['shards_dir']) / 'summary.json'}")
+    overall = tokenize_recipe(loaded, workers=workers or loaded.data.executor.workers or os.cpu_count(), console=console)
+    if "pending" not in overall:
+        console.print(f"summary: {Path(overall['shards_dir']) / 'summary.json'}")
