@@ -21,7 +21,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,17 +28,24 @@ MODEL = "smollm2-135m-instruct"
 IFEVAL_METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
 
 
-def smollab(*args: str) -> float:
-    started = time.perf_counter()
+def smollab(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "smollab", *args], cwd=REPO, check=True)
-    return time.perf_counter() - started
+
+
+def post_train(verb: str, recipe: str, out: Path, lr: float, common: list[str]) -> list[dict]:
+    """``smollab VERB`` into ``out`` unless a finished run is there (a rerun resumes); its evaluations."""
+    if not list(out.glob("hf/step-*")):
+        smollab(verb, recipe, f"out={out}", f"train.lr={lr}", *common)
+    return evals(out)
 
 
 def ifeval(model: str, limit: int, out: Path) -> dict:
-    seconds = smollab("eval", model, "--tasks", "ifeval", "--limit", str(limit), "--chat-template",
-                      "--dtype", "bfloat16", "--out", str(out))
-    metrics = json.loads(out.read_text())["tasks"]["ifeval"]["metrics"]
-    return {"seconds": round(seconds, 1), **{m: metrics[m]["value"] for m in IFEVAL_METRICS},
+    if not out.exists():  # a rerun with the same --work resumes: finished evaluations are read, not redone
+        smollab("eval", model, "--tasks", "ifeval", "--limit", str(limit), "--chat-template", "--dtype", "bfloat16",
+                "--out", str(out))
+    results = json.loads(out.read_text())
+    metrics = results["tasks"]["ifeval"]["metrics"]
+    return {"seconds": results["seconds"], **{m: metrics[m]["value"] for m in IFEVAL_METRICS},
             "stderr": {m: metrics[m]["stderr"] for m in IFEVAL_METRICS}}
 
 
@@ -63,16 +69,12 @@ def main() -> None:
 
     result["ifeval_released"] = ifeval(MODEL, args.limit, work / "ifeval_released.json")
     common = [f"model.init_from={MODEL}", f"data.heldout_fraction={args.heldout}", "--overwrite"]
-    result["sft_seconds"] = round(smollab("sft", "recipes/demo-sft.yaml", f"out={work / 'sft'}",
-                                          f"train.lr={args.sft_lr}", *common), 1)
-    sft = evals(work / "sft")
+    sft = post_train("sft", "recipes/demo-sft.yaml", work / "sft", args.sft_lr, common)
     result["sft_heldout_loss"] = {"before": sft[0]["heldout"]["loss"], "after": sft[-1]["heldout"]["loss"],
                                   "steps": sft[-1]["step"]}
     result["ifeval_sft"] = ifeval(str(work / "sft"), args.limit, work / "ifeval_sft.json")
 
-    result["dpo_seconds"] = round(smollab("dpo", "recipes/demo-dpo.yaml", f"out={work / 'dpo'}",
-                                          f"train.lr={args.dpo_lr}", *common), 1)
-    dpo = evals(work / "dpo")
+    dpo = post_train("dpo", "recipes/demo-dpo.yaml", work / "dpo", args.dpo_lr, common)
     result["dpo_heldout"] = {
         key: {"before": dpo[0]["heldout"][key], "after": dpo[-1]["heldout"][key]}
         for key in ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")}
