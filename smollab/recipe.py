@@ -182,15 +182,20 @@ class JudgeConfig(HttpConfig):
     max_tokens: int = Field(2048, ge=1, description="judgement length (FastChat: 2048)")
 
 
-class EvalConfig(Strict):
+class BenchmarksConfig(Strict):
+    """Benchmarks scored in the loop: the fields pretraining's ``eval`` and post-training's share."""
+
     tasks: list[str] = []
-    heldout: HeldoutConfig | None = Field(None, description="held-out loss per source at each checkpoint")
     limit: int | None = Field(100, ge=1, description="first N rows of each task; null: all")
     batch_size: int = Field(8, ge=1)
     allow_unisolated_code: bool = Field(False, description="run generated code (humaneval) where the sandbox cannot "
                                         "cut it off the network; refused by default")
     judge: JudgeConfig | None = Field(None, description="server grading mt_bench; null: $SMOLLAB_JUDGE_URL if set, "
                                       "else mt_bench is skipped")
+
+
+class EvalConfig(BenchmarksConfig):
+    heldout: HeldoutConfig | None = Field(None, description="held-out loss per source at each checkpoint")
 
 
 class ProfileWindow(Strict):

@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from smollab.errors import SmollabError
 from smollab.post.conversations import ChatDataConfig
 from smollab.post.preferences import PreferenceDataConfig
-from smollab.recipe import JudgeConfig, Strict, apply_overrides, format_validation_error, read_tree
+from smollab.recipe import BenchmarksConfig, Strict, apply_overrides, format_validation_error, read_tree
 
 
 class PostModelConfig(Strict):
@@ -41,16 +41,10 @@ class PostModelConfig(Strict):
         "flash_attention_2 (GPU, the flash-attn package) through cumulative sequence lengths, without a dense mask")
 
 
-class PostEvalConfig(Strict):
+class PostEvalConfig(BenchmarksConfig):
     """Benchmarks scored in the loop with the chat template, beside the held-out split (always scored)."""
 
     tasks: list[str] = Field([], description="task or group names, e.g. [ifeval] (smollab eval --help)")
-    limit: int | None = Field(100, ge=1, description="first N rows of each task; null: all")
-    batch_size: int = Field(8, ge=1)
-    allow_unisolated_code: bool = Field(False, description="run generated code (humaneval) where the sandbox cannot "
-                                        "cut it off the network; refused by default")
-    judge: JudgeConfig | None = Field(None, description="server grading mt_bench; null: $SMOLLAB_JUDGE_URL if set, "
-                                      "else mt_bench is skipped")
 
     @field_validator("tasks")
     @classmethod
