@@ -1,15 +1,16 @@
 """Tokens/s of `smollab tokenize` (datatrove DocumentTokenizer on local tasks) vs raw `tokenizers` encode_batch.
 
-The bundled web_c4_samples source is split into --files .jsonl files and tokenized as that many tasks
+The bundled web_c4_samples documents, cycled to --docs, are split into --files .jsonl files and tokenized as that many tasks
 with 1 and 2 local workers (each worker process limited to one Rayon thread); the peer encodes the same
 texts with the SmolLM2 `tokenizers.Tokenizer.encode_batch` on 1 and 2 Rayon threads. Every measurement
 runs in a fresh process (Rayon's thread count is fixed per process) and includes what a user waits for:
 for smollab, worker start-up, shard writing and the summary. Median of --runs runs.
-Run:  .venv/bin/python bench/tokenize_throughput.py [--runs 3] [--docs 2000] [--files 4]
+Run:  .venv/bin/python bench/tokenize_throughput.py [--runs 3] [--docs 20000] [--files 4]
 """
 
 import argparse
 import gzip
+import itertools
 import json
 import os
 import statistics
@@ -23,8 +24,10 @@ from smollab.paths import ASSETS
 
 
 def write_inputs(folder: Path, docs: int, files: int) -> list[str]:
+    """``docs`` documents cycled from the bundled sample (340 documents; a larger input amortises the start-up of
+    the tasks' processes, which is fixed), split into ``files`` files."""
     with gzip.open(ASSETS / "pretrain" / "web_c4_samples.jsonl.gz", "rt") as f:
-        texts = [json.loads(line)["text"] for line, _ in zip(f, range(docs))]
+        texts = list(itertools.islice(itertools.cycle([json.loads(line)["text"] for line in f]), docs))
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(files):
         part = texts[i * len(texts) // files : (i + 1) * len(texts) // files]
@@ -71,7 +74,7 @@ def measure(kind: str, inputs: Path, threads: int, out: Path) -> tuple[int, floa
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--docs", type=int, default=2000)
+    parser.add_argument("--docs", type=int, default=20000)
     parser.add_argument("--files", type=int, default=4)
     parser.add_argument("--one", choices=["smollab", "peer"], help=argparse.SUPPRESS)
     parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)

@@ -330,6 +330,7 @@ def train(recipe: Recipe, resume: bool = False, overwrite: bool = False) -> Trai
                     "step": step, "stage": stage.name, "tokens": tokens_done, **last, "lr": lr,
                     "lr_phase": schedule.phase(step), "grad_norm": float(grad_norm), "tok_s": tok_s,
                     "flops_s": flops, "mfu": flops / peak if peak else None, "data_crc": stats["data_crc"],
+                    "data_s": stats["data_s"],
                     "params": n_params, "precision": precision_name, "device": str(runtime.device),
                 })
             progress.update(bar, advance=1, loss=stats["loss"])
@@ -372,9 +373,13 @@ def forward_backward(objective: CausalLMLoss, batch: torch.Tensor, scale: float,
 
 def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, stage: StagePlan, recipe: Recipe, runtime: Runtime,
                 autocast) -> dict:
-    """Forward/backward over this rank's micro-batches of the step; returns global loss statistics."""
+    """Forward/backward over this rank's micro-batches of the step; returns global loss statistics and
+    ``data_s``, this rank's seconds choosing the step's samples and stacking their windows (the data path's
+    whole cost inside a step, logged so its share is measured on every run, not estimated)."""
     micro = recipe.batch.micro_batch
+    data_started = time.perf_counter()
     samples = sampler.step_samples(step)
+    data_s = time.perf_counter() - data_started
     per_pass = micro * runtime.world
     accum = len(samples) // per_pass
     step_tokens = len(samples) * stage.seq_len
@@ -384,12 +389,15 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
     totals = torch.zeros(len(sources) * 2 + 1, dtype=torch.float64)
     mine_all, sample_losses = [], []
     for a in range(accum):
+        data_started = time.perf_counter()
         mine = samples[a * per_pass + runtime.rank * micro: a * per_pass + (runtime.rank + 1) * micro]
         arrays = [sampler.tokens(s) for s in mine]
+        batch = np.stack(arrays)
+        data_s += time.perf_counter() - data_started
         if runtime.distributed:
             objective.set_requires_gradient_sync(a == accum - 1)
         # Each rank's share of the global mean; FSDP averages gradients over ranks, hence × world.
-        token_loss = forward_backward(objective, to_device(np.stack(arrays), runtime.device),
+        token_loss = forward_backward(objective, to_device(batch, runtime.device),
                                       runtime.world / step_tokens, autocast)
         sample_losses.append(token_loss.view(len(mine), -1).sum(dim=1))  # stays on the device: no sync
         mine_all += mine
@@ -404,6 +412,7 @@ def _train_step(objective: CausalLMLoss, sampler: MixtureSampler, step: int, sta
         "loss": float(sums.sum() / counts.sum()),
         "loss_per_source": {name: float(sums[i] / counts[i]) for name, i in source_index.items() if counts[i] > 0},
         "data_crc": int(totals[-1]) % (1 << 32),
+        "data_s": data_s,
     }
 
 

@@ -3,7 +3,8 @@
 ``train.profile: {start_step, steps}`` records those steps (CPU ops, and CUDA kernels on a GPU) and
 writes, per rank, a Chrome trace, the per-op table and a JSON summary that sorts the time into the
 buckets that decide a small model's throughput: GEMMs, attention kernels, the kernels ``torch.compile``
-generated (fused elementwise work), all other ops, and time outside any op (Python, the framework).
+generated (fused elementwise work), collectives (FSDP2's all-gathers and reduce-scatters, the step's
+all-reduce, and waiting on them), all other ops, and time outside any op (Python, the framework).
 The GEMM and attention buckets are what no training loop can skip, so they bound how much faster any
 loop can be. The trade-off: the profiler costs a few percent per op and the trace is large, so the
 window is opt-in and short, and the ``tok_s`` logged for profiled steps reads a little low.
@@ -21,7 +22,11 @@ from torch.profiler import ProfilerActivity, profile
 from smollab.recipe import ProfileWindow
 
 GEMM_OPS = frozenset({"aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm", "aten::addbmm"})
-BUCKETS = ("gemm", "attention", "compiled_kernels", "other_ops")
+# FSDP2's own ranges hold the waits on its collectives (their copies in and out included); c10d ops are the
+# collectives themselves, wait_tensor the waits of functional ones
+COMMUNICATION_MARKS = ("c10d", "record_param_comms", "nccl", "gloo", "FSDP::all_gather", "FSDP::post_backward_reduce",
+                       "wait_tensor")
+BUCKETS = ("gemm", "attention", "compiled_kernels", "communication", "other_ops")
 
 
 def bucket_of(name: str) -> str:
@@ -32,6 +37,8 @@ def bucket_of(name: str) -> str:
         return "attention"
     if name.startswith("## Call CompiledFxGraph") or name.startswith("triton_"):
         return "compiled_kernels"
+    if any(mark in name for mark in COMMUNICATION_MARKS):
+        return "communication"
     return "other_ops"
 
 
