@@ -77,20 +77,20 @@ def train(
         console.print(f"final loss {result.final_loss:.4f}; HF model at {result.hf_dir}", soft_wrap=True, highlight=False)
 
 
-@app.command(epilog="Example: smollab demo --out runs/demo")
+@app.command(epilog="Example: smollab demo --out runs/demo (again: resumes) | smollab demo --quick --out /tmp/demo-quick")
 def demo(
-    out: str = typer.Option(None, help="run directory (default runs/demo)"),
-    overrides: list[str] = typer.Argument(None, help="dotted overrides of the demo recipe, e.g. train.precision=fp32"),
+    out: str = typer.Option("runs/demo", help="demo directory: curate/, pretrain/, sft/, dpo/, eval/ and demo.json"),
+    quick: bool = typer.Option(False, help="every step with tiny limits: the whole loop in about 2 minutes (tests)"),
+    restart: bool = typer.Option(False, help="delete demo.json and the steps' directories, then start over"),
 ) -> None:
-    """The embedded demo recipe end to end on bundled data: tokenizer, shards, 2-stage training, HF export."""
+    """SmolLM2's loop on bundled data: curate → tokenize → pretrain → SFT → DPO → eval; re-run to resume."""
     from pathlib import Path
 
-    from smollab.demo import run_demo, summary_table
+    from smollab.demo.loop import run_demo
+    from smollab.demo.summary import print_summary
 
-    summary = run_demo(Path(out) if out else None, overrides or [], console)
-    stdout.print(summary_table(summary))
-    seconds = ", ".join(f"{k} {v:.0f}s" for k, v in summary["seconds"].items())
-    stdout.print(f"time: {seconds}; summary in {summary['out']}/demo_summary.json")
+    records = run_demo(Path(out), quick=quick, restart=restart, console=console)
+    print_summary(records, Path(out), stdout)
 
 
 tokenizer_app = typer.Typer(help="Train a byte-level BPE or inspect a tokenizer.", no_args_is_help=True)
@@ -105,10 +105,12 @@ def _register() -> None:
     from smollab.eval.cli import eval_command
     from smollab.experiments.anneal import anneal
     from smollab.experiments.cli import ablate
+    from smollab.launch import launch
     from smollab.post.chat import chat
     from smollab.post.dpo import dpo
     from smollab.post.sft import sft
     from smollab.post.synth.cli import synth
+    from smollab.report.cli import report
     from smollab.tokenizer import show, train as train_tokenizer
 
     tokenizer_app.command("train")(train_tokenizer)
@@ -123,6 +125,8 @@ def _register() -> None:
     app.command("sft")(sft)
     app.command("dpo")(dpo)
     app.command("synth")(synth)
+    app.command("launch")(launch)
+    app.command("report")(report)
 
 
 _register()

@@ -50,42 +50,44 @@ TokenCount = Annotated[int, BeforeValidator(parse_count)]
 class ModelConfig(Strict):
     """A preset, optionally with field overrides, or real weights to continue from."""
 
-    preset: str | None = "tiny"
+    preset: str | None = Field("tiny", description="architecture when init_from is not set: smollm2-135m, smollm2-360m, "
+                               "smollm2-1.7b, tiny or micro (`smollab presets`)")
     init_from: str | None = Field(None, description="HF dir | hub id | .gguf | run dir | smollm2-135m-instruct")
-    num_hidden_layers: int | None = None
-    hidden_size: int | None = None
-    num_attention_heads: int | None = None
-    num_key_value_heads: int | None = None
-    intermediate_size: int | None = None
-    max_position_embeddings: int | None = None
-    rope_theta: float | None = None
-    rms_norm_eps: float | None = None
-    initializer_range: float | None = None
-    tie_word_embeddings: bool | None = None
+    num_hidden_layers: int | None = Field(None, description="decoder blocks; replaces the preset's value (not applied with init_from)")
+    hidden_size: int | None = Field(None, description="model width; replaces the preset's value (not applied with init_from)")
+    num_attention_heads: int | None = Field(None, description="query heads; replaces the preset's value (not applied with init_from)")
+    num_key_value_heads: int | None = Field(None, description="key/value heads (GQA); replaces the preset's value (not applied with init_from)")
+    intermediate_size: int | None = Field(None, description="SwiGLU hidden size; replaces the preset's value (not applied with init_from)")
+    max_position_embeddings: int | None = Field(None, description="positions; replaces the preset's value (not applied with init_from)")
+    rope_theta: float | None = Field(None, description="RoPE base; replaces the preset's value (not applied with init_from)")
+    rms_norm_eps: float | None = Field(None, description="RMSNorm epsilon; replaces the preset's value (not applied with init_from)")
+    initializer_range: float | None = Field(None, description="std of the initial weights; replaces the preset's value (not applied with init_from)")
+    tie_word_embeddings: bool | None = Field(None, description="share the embedding and LM-head weights; replaces the preset's value (not applied with init_from)")
 
 
 class TokenizerTrainConfig(Strict):
-    vocab_size: int = Field(8192, ge=512)
+    vocab_size: int = Field(8192, ge=512, description="BPE vocabulary, SmolLM2's special tokens included")
     sources: list[str] | None = Field(None, description="sources to train on (default: all)")
-    max_docs_per_source: int = Field(2000, ge=1)
+    max_docs_per_source: int = Field(2000, ge=1, description="documents read from each source to train on")
 
 
 class TokenizerConfig(Strict):
     """``source``: ``smollm2`` (bundled), an HF directory or a hub id; or ``train`` a BPE per run."""
 
-    source: str = "smollm2"
-    train: TokenizerTrainConfig | None = None
+    source: str = Field("smollm2", description="smollm2 (the bundled SmolLM2 tokenizer), an HF tokenizer directory or "
+                        "a hub id; not read when train is set")
+    train: TokenizerTrainConfig | None = Field(None, description="train a byte-level BPE once, under <out>/tokenizer")
 
 
 class SourceConfig(Strict):
     """Where one source's documents are; exactly one of ``hf``, ``files``, ``bundled``."""
 
     hf: str | None = Field(None, description="HF dataset id, streamed with `datasets`")
-    hf_config: str | None = None
-    split: str = "train"
+    hf_config: str | None = Field(None, description="hf: the dataset's configuration (subset)")
+    split: str = Field("train", description="hf: the split read")
     files: list[str] | None = Field(None, description="local globs: .jsonl, .jsonl.gz, .parquet")
     bundled: str | None = Field(None, description="name of a sample in smollab/assets/pretrain")
-    text: str = "text"
+    text: str = Field("text", description="record field holding the text")
     template: str | None = Field(None, description="format string over record fields, e.g. '{question}\\n{answer}'")
     text_join: str | None = Field(None, description="join a text field that is a list of strings with this; None items are dropped")
     where: dict[str, str | int | float | bool | list[str | int | float | bool]] | None = Field(
@@ -116,16 +118,18 @@ class TokenizeExecutorConfig(ExecutorConfig):
 
 
 class DataConfig(Strict):
-    sources: dict[str, SourceConfig]
+    sources: dict[str, SourceConfig] = Field(description="name → where its documents are; stages' mixtures name them")
     eos: str = Field("<|endoftext|>", description="token written between documents")
     shards_dir: str | None = Field(None, description="default: <out>/shards")
     executor: TokenizeExecutorConfig = Field(TokenizeExecutorConfig(), description="where `smollab tokenize` runs its tasks")
 
 
 class StageConfig(Strict):
-    name: str
-    until_tokens: Annotated[int | str, BeforeValidator(parse_count)]
-    mixture: dict[str, float]
+    name: str = Field(description="logged on every step")
+    until_tokens: Annotated[int | str, BeforeValidator(parse_count)] = Field(
+        description="token count at which the stage ends, above the previous stage's, or '+N' after it; "
+        "a step belongs to the stage holding its first token")
+    mixture: dict[str, float] = Field(description="source → token share; shares ≥ 0 summing to 1")
     seq_len: int | None = Field(None, ge=8, description="default: batch.seq_len; a longer one extends the context "
                                 "(the model's positions grow to it from this stage on)")
     rope_theta: float | None = Field(None, gt=0, description="change RoPE θ from this stage on")
@@ -134,33 +138,34 @@ class StageConfig(Strict):
 
 
 class OptimConfig(Strict):
-    lr: float = Field(3e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.01
+    lr: float = Field(3e-3, gt=0, description="peak learning rate (AdamW, fused where available)")
+    betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW β1, β2")
+    eps: float = Field(1e-8, description="AdamW ε")
+    weight_decay: float = Field(0.01, description="AdamW weight decay, on every parameter")
     clip: float | None = Field(1.0, description="global grad-norm clip; null disables")
 
 
 class DecayConfig(Strict):
     fraction: float = Field(0.2, ge=0, le=1, description="share of total tokens spent decaying")
-    shape: Literal["linear", "1-sqrt", "cosine"] = "linear"
+    shape: Literal["linear", "1-sqrt", "cosine"] = Field("linear", description="how the LR falls from its peak to `to`")
     to: float = Field(0.0, ge=0, description="final learning rate")
 
 
 class ScheduleConfig(Strict):
-    warmup_steps: int = Field(2000, ge=0)
-    decay: DecayConfig = DecayConfig()
+    warmup_steps: int = Field(2000, ge=0, description="steps of linear warmup to the peak LR")
+    decay: DecayConfig = Field(DecayConfig(), description="WSD: the decay over the last steps")
 
 
 class BatchConfig(Strict):
-    seq_len: int = Field(2048, ge=8)
-    tokens_per_step: TokenCount = 1_048_576
-    micro_batch: int = Field(8, ge=1)
+    seq_len: int = Field(2048, ge=8, description="tokens per training sequence (a stage's seq_len overrides it)")
+    tokens_per_step: TokenCount = Field(1_048_576, description="tokens per optimizer step over all ranks; divisible by "
+                                        "seq_len × micro_batch × ranks (gradient accumulation makes up the rest)")
+    micro_batch: int = Field(8, ge=1, description="sequences per forward pass per rank")
 
 
 class CheckpointConfig(Strict):
     every_tokens: TokenCount | None = Field(None, description="default: at the end of each stage")
-    keep: int = Field(3, ge=1)
+    keep: int = Field(3, ge=1, description="newest checkpoints kept")
 
 
 class HeldoutConfig(Strict):
@@ -185,9 +190,9 @@ class JudgeConfig(HttpConfig):
 class BenchmarksConfig(Strict):
     """Benchmarks scored in the loop: the fields pretraining's ``eval`` and post-training's share."""
 
-    tasks: list[str] = []
+    tasks: list[str] = Field([], description="task or group names scored in the loop (`smollab eval --help`)")
     limit: int | None = Field(100, ge=1, description="first N rows of each task; null: all")
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="evaluation batch size")
     allow_unisolated_code: bool = Field(False, description="run generated code (humaneval) where the sandbox cannot "
                                         "cut it off the network; refused by default")
     judge: JudgeConfig | None = Field(None, description="server grading mt_bench; null: $SMOLLAB_JUDGE_URL if set, "
@@ -200,7 +205,7 @@ class EvalConfig(BenchmarksConfig):
 
 class ProfileWindow(Strict):
     start_step: int = Field(ge=0, description="first profiled step (after compilation warm-up)")
-    steps: int = Field(2, ge=1)
+    steps: int = Field(2, ge=1, description="steps profiled")
 
 
 class SpikeGuardConfig(Strict):
@@ -221,16 +226,20 @@ class SpikeGuardConfig(Strict):
 
 
 class TrainConfig(Strict):
-    seed: int = 8
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    compile: bool = False
+    seed: int = Field(8, description="initial weights and the data order derive from it")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the device multiplies it "
+                                                       "natively (CUDA, CPUs with AVX512-BF16 or AMX), else fp32 (docs/gpu.md)")
+    compile: bool = Field(False, description="torch.compile the model with its loss (one process) or each decoder "
+                          "block (under FSDP2)")
     activation_checkpointing: bool = Field(False, description="recompute each decoder block's activations in "
                                            "backward: about a third more compute for a fraction of the activation "
                                            "memory, so larger micro-batches fit")
-    deterministic: Literal["auto", True, False] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    log_every: int = Field(1, ge=1)
-    profile: ProfileWindow | None = None
+    deterministic: Literal["auto", True, False] = Field("auto", description="run-to-run reproducible kernels: auto is on "
+                                                        "for CPUs, off for GPUs; true on a GPU is strict (docs/gpu.md)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the first CUDA GPU torch sees, else the CPU")
+    log_every: int = Field(1, ge=1, description="a log.jsonl line every N steps")
+    profile: ProfileWindow | None = Field(None, description="torch.profiler over a window of steps, written under "
+                                          "<out>/profile")
     spike_guard: SpikeGuardConfig | None = Field(SpikeGuardConfig(), description="rewind and skip loss spikes; null disables")
 
 
@@ -247,19 +256,19 @@ class AnnealConfig(Strict):
 
 
 class Recipe(Strict):
-    name: str
+    name: str = Field(description="run name")
     out: str | None = Field(None, description="run directory; default runs/<name>")
     model: ModelConfig = ModelConfig()
     tokenizer: TokenizerConfig = TokenizerConfig()
     data: DataConfig
-    stages: list[StageConfig] = Field(min_length=1)
+    stages: list[StageConfig] = Field(min_length=1, description="trained in order, each up to its until_tokens")
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     batch: BatchConfig = BatchConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     eval: EvalConfig = EvalConfig()
     train: TrainConfig = TrainConfig()
-    curate: CurateConfig | None = None
+    curate: CurateConfig | None = Field(None, description="the curation pipeline `smollab curate` runs")
     anneal: AnnealConfig | None = Field(None, description="start from a checkpoint of another run (smollab anneal)")
 
     @model_validator(mode="after")
@@ -405,7 +414,7 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     loc = ".".join(parts)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
-        message = "unknown field; check its spelling against the recipe reference (docs/recipe.md)"
+        message = "unknown field; check its spelling against the recipe reference (docs/recipe-reference.md)"
     elif first["type"] == "missing":
         message = "required field is missing; add it"
     # Cross-field checks carry their own dotted location in the message.

@@ -28,8 +28,8 @@ class InputConfig(Strict):
     files: list[str] | None = Field(None, description="local globs, e.g. data/*.jsonl.gz (one datatrove reader per glob)")
     bundled: str | None = Field(None, description="a bundled sample: name of a file in smollab/assets/{pretrain,curate}")
     hf: str | None = Field(None, description="HF dataset id, read with datatrove's HuggingFaceDatasetReader")
-    hf_config: str | None = None
-    split: str = "train"
+    hf_config: str | None = Field(None, description="hf: the dataset's configuration (subset)")
+    split: str = Field("train", description="hf: the split read")
     text: str | None = Field(None, description="record field holding the text (default: 'text', or 'html' for format html)")
     template: str | None = Field(None, description="format string over record fields instead of `text`, e.g. '{question}\\n{answer}'")
     id: str = Field("id", description="record field holding a document id (default: file path in the input folder + line number)")
@@ -64,7 +64,7 @@ class DedupConfig(Strict):
     n_grams: int = Field(5, ge=1, description="word shingle size")
     num_buckets: int = Field(14, ge=1, description="LSH bands")
     hashes_per_bucket: int = Field(8, ge=1, description="rows per band; (1/buckets)^(1/hashes) ≈ similarity cut-off")
-    seed: int = 1
+    seed: int = Field(1, description="seed of the MinHash hash functions")
 
 
 class DecontamConfig(Strict):
@@ -82,9 +82,10 @@ class AnnotateConfig(Strict):
     )
     language: str = Field("Python", description="programming language named in the code rubric")
     sample: int = Field(100, ge=1, description="documents to annotate (per task), chosen by a seeded hash of their id")
-    seed: int = 0
+    seed: int = Field(0, description="which documents are sampled: the smallest hashes of (seed, document id)")
     max_doc_chars: int = Field(2000, ge=100, description="documents are truncated to this many characters in the prompt")
-    backend: Literal["local", "http"] = "local"
+    backend: Literal["local", "http"] = Field("local", description="local: the transformers model `model`; "
+                                              "http: the OpenAI-compatible server `http`")
     model: str = Field("smollm2-135m-instruct", description="local backend: anything smollab.pretrained.load accepts")
     mode: Literal["logits", "generate"] = Field(
         "logits",
@@ -93,7 +94,7 @@ class AnnotateConfig(Strict):
     )
     max_new_tokens: int = Field(160, ge=1, description="local backend, generate mode")
     batch_size: int = Field(4, ge=1, description="local backend: documents per forward pass")
-    http: HttpConfig = HttpConfig()
+    http: HttpConfig = Field(HttpConfig(), description="http backend: the judge's server")
 
 
 class ClassifierConfig(Strict):
@@ -107,11 +108,11 @@ class ClassifierConfig(Strict):
     prefix: str = Field("", description="text prepended before embedding (e5 models expect 'query: ')")
     max_length: int = Field(256, ge=16, description="embedder truncation in tokens (FineWeb-Edu: 512)")
     epochs: int = Field(200, ge=1, description="head training epochs (small samples need many)")
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    batch_size: int = Field(256, ge=1)
+    lr: float = Field(3e-3, gt=0, description="head training: AdamW learning rate (MSE on the judge's scores)")
+    weight_decay: float = Field(0.01, ge=0, description="head training: AdamW weight decay")
+    batch_size: int = Field(256, ge=1, description="head training: embeddings per optimizer step")
     val_fraction: float = Field(0.2, gt=0, lt=1, description="held out, stratified by int score")
-    seed: int = 0
+    seed: int = Field(0, description="the held-out split and the order of the head's batches")
 
 
 class ScoreConfig(Strict):
@@ -155,13 +156,17 @@ class CurateConfig(Strict):
     """A curation pipeline: read → filters → dedup → decontam → annotate → classifier → score."""
 
     inputs: dict[str, InputConfig] = Field(min_length=1, description="name → corpus; the name is kept as metadata.source")
-    filters: FiltersConfig | None = FiltersConfig()
-    dedup: DedupConfig | None = DedupConfig()
-    decontam: DecontamConfig | None = DecontamConfig()
-    annotate: AnnotateConfig | None = AnnotateConfig()
-    classifier: ClassifierConfig | None = ClassifierConfig()
-    score: ScoreConfig | None = ScoreConfig()
-    executor: ExecutorConfig = ExecutorConfig()
+    filters: FiltersConfig | None = Field(FiltersConfig(), description="heuristic web filters; null skips the step")
+    dedup: DedupConfig | None = Field(DedupConfig(), description="MinHash near-duplicate removal; null skips the step")
+    decontam: DecontamConfig | None = Field(DecontamConfig(), description="n-gram decontamination against the "
+                                            "evaluation sets; null skips the step")
+    annotate: AnnotateConfig | None = Field(AnnotateConfig(), description="LLM-judge annotation of a sample; "
+                                            "null skips the step")
+    classifier: ClassifierConfig | None = Field(ClassifierConfig(), description="quality classifier trained on the "
+                                                "annotations; null skips the step")
+    score: ScoreConfig | None = Field(ScoreConfig(), description="score every document and keep by band; "
+                                      "null skips the step")
+    executor: ExecutorConfig = Field(ExecutorConfig(), description="where the datatrove stages run")
     out: str | None = Field(None, description="output directory (default: runs/<name>/curate; --out wins)")
 
     @model_validator(mode="after")
@@ -176,5 +181,5 @@ class CurateConfig(Strict):
 class CurateRecipe(Strict):
     """A curate-only recipe: just a name and the ``curate:`` section."""
 
-    name: str
+    name: str = Field(description="recipe name; the output directory defaults to runs/<name>/curate")
     curate: CurateConfig

@@ -223,7 +223,7 @@ def load_sweep(path: Path, out: str | None = None) -> SweepConfig:
     try:
         sweep = SweepConfig.model_validate(tree)
     except ValidationError as err:
-        raise SmollabError(format_validation_error(str(path), err).replace("recipe reference (docs/recipe.md)",
+        raise SmollabError(format_validation_error(str(path), err).replace("recipe reference (docs/recipe-reference.md)",
                                                                            "sweep reference (docs/experiments.md)")) from None
     return sweep.model_copy(update={"out": out}) if out else sweep
 

@@ -66,14 +66,14 @@ class PostTrainConfig(Strict):
     schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="decay after warmup, to 0 "
                                                               "(constant: stays at lr)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of all steps warming up linearly (SmolLM2: 0.1)")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     global_batch: int = Field(128, ge=1, description="sequences per optimizer step over all ranks (SmolLM2: 128); "
                               "accumulation = global_batch / (micro_batch × ranks)")
     micro_batch: int = Field(4, ge=1, description="sequences per forward pass per rank")
-    seed: int = 42
+    seed: int = Field(42, description="the Trainer's seed and data seed")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 where the device multiplies "
                                                        "it natively, else fp32")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the first CUDA GPU torch sees, else the CPU")
     compile: bool = Field(False, description="torch.compile the model (TrainingArguments.torch_compile)")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass "
                                          "(memory for ~20% time; SmolLM2-1.7B SFT used it)")
@@ -104,9 +104,9 @@ class DPOTrainConfig(PostTrainConfig):
 
 
 class PostRecipe(Strict):
-    name: str
+    name: str = Field(description="run name")
     out: str | None = Field(None, description="run directory; default runs/<name>")
-    model: PostModelConfig
+    model: PostModelConfig = Field(description="the model training starts from")
     eval: PostEvalConfig = PostEvalConfig()
 
     @property

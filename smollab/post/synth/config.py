@@ -45,7 +45,7 @@ class Sampling(Strict):
 class Category(Strict):
     """A MagPie-Ultra task category: its system prompt steers both the query and the answer."""
 
-    system_prompt: str = Field(min_length=1)
+    system_prompt: str = Field(min_length=1, description="system prompt of the category's conversations")
     weight: float = Field(gt=0, description="relative chance a conversation is of this category")
 
 
@@ -94,7 +94,7 @@ class RewriteConfig(Strict):
     max_doc_chars: int = Field(3000, ge=200, description="longer documents are cut at the last paragraph or sentence "
                                "end before this")
     temperature: float = Field(0.2, ge=0, description="SmolTalk's rewrite and summary pipelines: 0.2")
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus mass")
     summary_max_tokens: int = Field(256, ge=1, description="summaries (SmolTalk: 256)")
     rewrite_max_tokens: int = Field(1024, ge=1, description="rewrites (SmolTalk: 1024)")
 
@@ -143,9 +143,9 @@ class SynthConfig(Strict):
     chat_template: str | None = Field(None, description="http backend: a jinja chat template for the raw prompts "
                                       "MagPie continues, in the server model's format, special tokens written "
                                       "literally; null: SmolLM2's ChatML, which the local backend always renders")
-    magpie: MagpieConfig | None = None
-    constraints: ConstraintsConfig | None = None
-    rewrite: RewriteConfig | None = None
+    magpie: MagpieConfig | None = Field(None, description="MagPie conversations; null: off")
+    constraints: ConstraintsConfig | None = Field(None, description="constraint-following prompts; null: off")
+    rewrite: RewriteConfig | None = Field(None, description="rewrites and summaries of documents; null: off")
     decontam: SynthDecontamConfig | None = Field(SynthDecontamConfig(), description="null: no decontamination")
     dedup: SynthDedupConfig | None = Field(SynthDedupConfig(), description="null: duplicates are kept")
 
@@ -166,7 +166,7 @@ class SynthConfig(Strict):
 
 
 class SynthRecipe(Strict):
-    name: str
+    name: str = Field(description="recipe name")
     out: str | None = Field(None, description="output directory; default runs/<name>")
     synth: SynthConfig
 

@@ -1,0 +1,1 @@
+"""``smollab report``: one self-contained HTML page (and its markdown twin) of a run directory's own files."""
