@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--every-steps", type=int, default=2, help="ODM: steps per bandit round")
     parser.add_argument("--eval-every", type=int, default=2, help="steps between held-out evaluations")
-    parser.add_argument("--heldout-tokens", type=int, default=771)
+    parser.add_argument("--heldout-tokens", type=int, default=1028)
     parser.add_argument("--overhead-pairs", type=int, default=2)
     parser.add_argument("--recipe", type=Path, default=None, help="default: the demo recipe")
     parser.add_argument("--out", type=Path, default=None)

@@ -17,6 +17,7 @@ from rich.console import Console
 from smollab.demo.steps import Demo, run_steps
 from smollab.errors import SmollabError
 from tests.conftest import smollab
+from tests.report.test_report import assert_drawn, assert_offline, images
 
 STEPS = ["curate", "tokenize", "pretrain", "sft", "dpo", "eval", "report"]
 SECTIONS = ["overview", "steps", "loss", "lr", "mixture", "evaluation", "curation", "sft", "dpo", "scores"]
@@ -85,7 +86,12 @@ def test_the_quick_demo_runs_every_step_chains_their_outputs_and_records_each(qu
     report = records[-1]["summary"]  # one page of the whole loop, every part of it found in OUT
     assert report["sections"] == SECTIONS and report["outputs"] == ["report.html", "report.md"]
     html = (out / "report.html").read_text()
-    assert html.count("<img") >= 8 and "https://" not in html and "<script" not in html
+    assert_offline(html)
+    for section in ("loss", "lr", "mixture", "evaluation", "curation", "sft", "dpo"):  # each with drawn figures
+        figures = images(html, section)
+        assert figures, section
+        for figure in figures:
+            assert_drawn(figure)
     assert f"report: {out / 'report.html'}" in " ".join(result.stdout.split())
     for command in ("smollab train recipes/smollm2-135m.yaml",
                     "torchrun --nproc_per_node 8 -m smollab train recipes/smollm2-135m.yaml",
