@@ -86,8 +86,9 @@ def fitting_micro_batch(recipe: Recipe, world: int) -> int | None:
 
 
 def check_world(recipe: Recipe, world: int) -> None:
-    """The rank-count half of ``smollab.train.loop.check_geometry`` (which also needs the model), checked
-    before any GPU is allocated; the recipe's validation has already checked seq_len × micro_batch.
+    """Every stage's batch divides over ``world`` ranks: what ``smollab.train.loop.check_geometry`` checks at
+    start-up and the launch scripts check before any GPU is allocated; the recipe's validation has already
+    checked seq_len × micro_batch.
 
     One line naming the stage that does not divide and what would: a smaller micro-batch, else a multiple."""
     for stage in recipe.stages:

@@ -30,6 +30,7 @@ from smollab.data.heldout import training_streams
 from smollab.data.mixture import MixtureSampler, Schedule, StagePlan
 from smollab.errors import SmollabError
 from smollab.eval.evaluate import check_in_loop_tasks
+from smollab.launch import check_world
 from smollab.mix.between_stages import decide, rule_targets, rules_due
 from smollab.mix.within_stage import OnlineMixing
 from smollab.paths import remove_run_outputs
@@ -87,14 +88,7 @@ def check_geometry(recipe: Recipe, config, vocab_size: int, world: int) -> None:
             f"batch.seq_len: {recipe.batch.seq_len} exceeds the model's {config.max_position_embeddings} positions; "
             "lower it, raise model.max_position_embeddings, or extend the context in a stage of its own (stages.N.seq_len)"
         )
-    for stage in recipe.stages:
-        seq_len = stage.seq_len or recipe.batch.seq_len
-        per_step = seq_len * recipe.batch.micro_batch * world
-        if recipe.batch.tokens_per_step % per_step:
-            raise SmollabError(
-                f"batch.tokens_per_step: {recipe.batch.tokens_per_step:,} is not divisible by seq_len × micro_batch × ranks "
-                f"= {seq_len} × {recipe.batch.micro_batch} × {world}; pick a multiple of {per_step:,}"
-            )
+    check_world(recipe, world)
     if vocab_size > config.vocab_size:
         raise SmollabError(
             f"tokenizer: {vocab_size} tokens do not fit the model's vocab_size {config.vocab_size}; "
