@@ -47,3 +47,30 @@ def test_unknown_filter_option_names_the_field():
 
     with pytest.raises(SmollabError, match="curate.filters.c4"):
         heuristic_blocks(FiltersConfig(c4={"no_such_option": 1}))
+
+
+def test_shared_word_splits_give_the_stock_filters_verdicts_and_texts():
+    """One spaCy split per text for all filters (the stage's speed-up) changes no verdict, reason or text:
+    the stock datatrove filters, each splitting on its own, agree document by document on real pages."""
+    records = rows("web_fullpage_text_sample", 40) + rows("web_news_articles", 20) + rows("web_c4_samples", 40)
+    cfg = FiltersConfig()
+    stock = [cls(**getattr(cfg, key)) for key, cls in HEURISTICS.items()]
+    shared = heuristic_blocks(cfg)
+    assert len({id(block.inner.language) for block in shared}) == 1, "the filters should share one word splitter"
+
+    def verdicts(filters):
+        out = []
+        for record in records:
+            doc = _doc(record)
+            for step in filters:
+                verdict = step.filter(doc)
+                if verdict is not True:
+                    out.append((record["id"], verdict))
+                    break
+            else:
+                out.append((record["id"], doc.text))
+        return out
+
+    expected = verdicts(stock)
+    assert verdicts(shared) == expected
+    assert {v for _, v in expected if isinstance(v, tuple)} and any(isinstance(v, str) for _, v in expected)
