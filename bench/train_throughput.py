@@ -96,8 +96,8 @@ def run_trainer(work: Path, steps: int, precision: str, compile_: bool, constant
     from torch.utils.data import SequentialSampler
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
+    from smollab.data.heldout import training_streams
     from smollab.data.mixture import MixtureSampler
-    from smollab.data.shards import load_streams
     from smollab.recipe import ProfileWindow
     from smollab.tokenizer import tokenizer_for_recipe
     from smollab.train.loop import build_model, model_config
@@ -105,7 +105,9 @@ def run_trainer(work: Path, steps: int, precision: str, compile_: bool, constant
 
     recipe = bench_recipe(work, steps, precision, compile_, constant_lr)
     tokenizer = tokenizer_for_recipe(recipe).tokenizer
-    sampler = MixtureSampler(recipe, load_streams(recipe.shards_dir, sorted(recipe.data.sources)))
+    # the streams smollab trains on: with eval.heldout, each source's end is held out of training
+    streams, _ = training_streams(recipe, sorted({name for stage in recipe.stages for name in stage.mixture}))
+    sampler = MixtureSampler(recipe, streams)
     rows = []
     for step in range(sampler.total_steps):
         for sample in sampler.step_samples(step):

@@ -142,6 +142,15 @@ def test_profile_window_records_its_steps_and_accounts_for_their_time(write_reci
     assert [step for step, _, _ in losses(tmp_path / "run")] == [0, 1, 2, 3]
 
 
+def test_profile_buckets_name_compiled_kernels_from_graph_calls_or_their_own_kernel_names():
+    from smollab.train.profile import bucket_of
+
+    # the graph call, and (with TORCHINDUCTOR_CPP_ENABLE_KERNEL_PROFILE=1) the kernels inside it, from a real op table
+    assert bucket_of("## Call CompiledFxGraph fgmfhyq5stvt2n3zpwie4cvb5qja") == "compiled_kernels"
+    assert bucket_of("graph_0_cpp_fused__to_copy__unsafe_view_mul_silu_silu_backward_7") == "compiled_kernels"
+    assert bucket_of("aten::mm") == "gemm" and bucket_of("aten::fill_") == "other_ops"
+
+
 def test_continued_pretraining_from_real_smollm2_lowers_loss_on_its_data(tmp_path):
     from smollab.data.tokenize import tokenize_recipe
     from smollab.recipe import validate_tree
