@@ -5,9 +5,9 @@ Measures documents/s of (1) heuristic filters + 4-stage MinHash dedup run throug
 repetition/quality, C4, FineWeb quality, MinHash signature/buckets/cluster/filter, JSONL writers)
 listed by hand, and (2) classifier scoring through smollab's `ScoreDocuments` block against a plain
 `SentenceTransformer.encode` + head loop; plus (3) local-backend annotation documents/s
-(SmolLM2-135M-Instruct, logits mode). Medians of --runs runs, both peers in the same invocation.
-Filters + dedup alternate runs of the two peers, so both see the same background load, and report
-the median of the per-pair speed ratios beside the medians (the VM's run-to-run spread is ±10%).
+(SmolLM2-135M-Instruct, logits mode). Medians of --runs runs; each pair of peers alternates its runs
+in one invocation, so both see the same background load, and filters + dedup also report the median
+of the per-pair speed ratios (the VM's run-to-run spread is ±10%).
 Run:  .venv/bin/python bench/curate_throughput.py [--runs 7]
 """
 
